@@ -1,0 +1,46 @@
+"""jaxopt_lectures: the lecture "Learning as Optimization" as composable JAX gradient transformations.
+
+Every optimizer is a pure ``(init, update)`` pair in the optax style, so it drops into
+``optax.chain``, ``optax.inject_hyperparams``, ``optax.MultiSteps`` or ``optax.apply_if_finite``::
+
+    import jaxopt_lectures as jl
+    tx = optax.chain(optax.clip_by_global_norm(1.0), jl.nag(0.1, momentum=0.9))
+"""
+
+from jaxopt_lectures.optimizers.adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
+from jaxopt_lectures.optimizers.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
+from jaxopt_lectures.optimizers.adam import ScaleByAdamState, adam, scale_by_adam
+from jaxopt_lectures.optimizers.momentum import TraceState, momentum, nag, trace
+from jaxopt_lectures.optimizers.rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
+from jaxopt_lectures.optimizers.sgd import (
+    ScaleByLearningRateState,
+    inverse_time_decay,
+    scale_by_learning_rate,
+    sgd,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ScaleByAdadeltaState",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByLearningRateState",
+    "ScaleByRmsState",
+    "TraceState",
+    "__version__",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "inverse_time_decay",
+    "momentum",
+    "nag",
+    "rmsprop",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "sgd",
+    "trace",
+]

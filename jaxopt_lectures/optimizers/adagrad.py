@@ -1,0 +1,123 @@
+"""AdaGrad: a diagonal, data-driven stand-in for Newton's inverse Hessian.
+
+Lecture: G_i^(t) = sqrt(sum_{j<=t} g_i^(j)^2), theta_t = theta_{t-1} - eta G^-1 g (elementwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_lectures._checks import check_dtype, check_non_negative
+from jaxopt_lectures._tree import check_tree_match, compute_dtype, map_leaves, zeros_like
+from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+
+__all__ = ["ScaleByAdagradState", "adagrad", "scale_by_adagrad"]
+
+
+class ScaleByAdagradState(NamedTuple):
+    """Running sum of squared gradients (the lecture's G^2, per coordinate)."""
+
+    sum_of_squares: optax.Updates
+
+
+def scale_by_adagrad(
+    eps: float = 1e-10,
+    initial_accumulator_value: float = 0.0,
+    accumulator_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Divide each coordinate by the root of the sum of its squared gradients so far.
+
+    .. math::
+        s_t = s_{t-1} + g_t^2, \qquad x_t = \frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    with :math:`s_0` = ``initial_accumulator_value``. ``eps`` is *outside* the square root, as in
+    PyTorch. A coordinate whose accumulator is still exactly 0 has only ever seen zero gradients
+    and gets a zero update (never 0/0, even with ``eps=0``).
+
+    Lecture: :math:`G = \sqrt{s_t}`, the root of the sum of squared gradients up to and including
+    the one being divided (the slide's indices start that sum one step late, which would leave the
+    first step dividing by an empty sum; we follow Duchi et al. (2011) and every library). With
+    :math:`s_0 = 0` the first step therefore has magnitude :math:`\eta` in every coordinate.
+
+    Args:
+      eps: epsilon >= 0 added to the root, against division by (nearly) zero.
+      initial_accumulator_value: s_0 >= 0.
+      accumulator_dtype: dtype of the accumulator; ``None`` keeps each parameter's dtype.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdagradState``.
+    """
+    check_non_negative("eps", eps)
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_dtype("accumulator_dtype", accumulator_dtype)
+
+    def init_fn(params: optax.Params) -> ScaleByAdagradState:
+        zeros = zeros_like(params, accumulator_dtype)
+        return ScaleByAdagradState(
+            sum_of_squares=jax.tree.map(lambda z: z + initial_accumulator_value, zeros)
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: ScaleByAdagradState,
+        params: optax.Params | None = None,
+        **extra_args: object,
+    ) -> tuple[optax.Updates, ScaleByAdagradState]:
+        del params, extra_args
+        check_tree_match(updates, state.sum_of_squares, "scale_by_adagrad")
+
+        def leaf(g: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+            cd = compute_dtype(g.dtype, s.dtype)
+            g_c = g.astype(cd)
+            s_new = s.astype(cd) + g_c * g_c  # s_t = s_{t-1} + g_t^2
+            x = jnp.where(s_new > 0, g_c / (jnp.sqrt(s_new) + eps), 0.0)
+            return x.astype(g.dtype), s_new.astype(s.dtype)
+
+        new_updates, sum_of_squares = map_leaves(leaf, 2, updates, state.sum_of_squares)
+        return new_updates, ScaleByAdagradState(sum_of_squares=sum_of_squares)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def adagrad(
+    learning_rate: optax.ScalarOrSchedule = 0.01,
+    eps: float = 1e-10,
+    initial_accumulator_value: float = 0.0,
+    accumulator_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaGrad (Duchi, Hazan and Singer, 2011).
+
+    .. math::
+        G_i^{(t)} = \sqrt{\textstyle\sum_{j \le t} (g_i^{(j)})^2}, \qquad
+        \vartheta^{(t)} = \vartheta^{(t-1)} - \eta\, (G^{(t)} + \epsilon)^{-1} g^{(t)}
+
+    Lecture symbols: eta = ``learning_rate``, G = the root of ``state[0].sum_of_squares``. The
+    lecture presents it as the cheap diagonal approximation of Newton-Raphson's :math:`H^{-1}`:
+    O(d) work per step instead of O(d^3). Its rates only shrink, which is why RMSprop came next.
+
+    Args:
+      learning_rate: eta >= 0, a number or a schedule.
+      eps: epsilon >= 0, outside the square root.
+      initial_accumulator_value: starting value >= 0 of the sum of squares.
+      accumulator_dtype: dtype of the accumulator; ``None`` keeps each parameter's dtype.
+
+    Returns:
+      ``chain(scale_by_adagrad(...), scale_by_learning_rate(learning_rate))``.
+
+    Peers: the defaults equal ``torch.optim.Adagrad(params, lr=0.01)`` (``lr_decay=0``). optax's
+    ``adagrad`` puts eps inside the root and starts the sum at 0.1; with
+    ``optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=0.0)`` it equals this
+    optimizer with ``eps=0`` exactly, and the default ``eps=1e-10`` up to that eps.
+    """
+    return optax.chain(
+        scale_by_adagrad(
+            eps=eps,
+            initial_accumulator_value=initial_accumulator_value,
+            accumulator_dtype=accumulator_dtype,
+        ),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,171 @@
+"""Stochastic gradient descent with a constant or decaying learning rate.
+
+Lecture: theta_t = theta_{t-1} - eta dL/dtheta(B, theta_{t-1}), on a mini-batch B ("possibly a
+singleton"), with a decaying learning rate eta.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_learning_rate,
+    check_non_negative,
+    check_positive,
+)
+from jaxopt_lectures._tree import compute_dtype, safe_increment
+
+__all__ = [
+    "ScaleByLearningRateState",
+    "inverse_time_decay",
+    "scale_by_learning_rate",
+    "sgd",
+]
+
+
+class ScaleByLearningRateState(NamedTuple):
+    """Step counter t (int32, saturating) at which the next update evaluates the schedule."""
+
+    count: jax.Array
+
+
+def scale_by_learning_rate(
+    learning_rate: optax.ScalarOrSchedule,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Multiply the updates by ``-learning_rate``: the one place the descent sign is applied.
+
+    Lecture: the step :math:`-\eta\, g` of gradient descent, with :math:`\eta` = ``learning_rate``.
+
+    .. math::
+        u_t = -\eta_t\, g_t
+
+    Every alias of the library ends with (or, for momentum and NAG, starts with) this transform,
+    so the sign flip happens exactly once in any chain. A schedule is evaluated at the number of
+    updates done before this one, so the first update uses ``schedule(0)`` (optax's convention).
+
+    Args:
+      learning_rate: eta >= 0, a number or a schedule ``step -> eta`` (ours, optax's, or any
+        callable of an int32 step count).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its state is a ``ScaleByLearningRateState``
+      whatever ``learning_rate`` is.
+
+    Equivalent to ``optax.scale_by_learning_rate(learning_rate)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.scale_by_learning_rate(0.1)
+      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+      >>> updates
+      Array([-0.1,  0.2], dtype=float32)
+    """
+    check_learning_rate(learning_rate)
+
+    def init_fn(params: optax.Params) -> ScaleByLearningRateState:
+        del params
+        return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(
+        updates: optax.Updates,
+        state: ScaleByLearningRateState,
+        params: optax.Params | None = None,
+        **extra_args: object,
+    ) -> tuple[optax.Updates, ScaleByLearningRateState]:
+        del params, extra_args
+        if callable(learning_rate):
+            eta = learning_rate(state.count)
+        else:
+            eta = learning_rate
+
+        def step(g: jax.Array) -> jax.Array:
+            cd = compute_dtype(g.dtype)
+            return (-eta * g.astype(cd)).astype(g.dtype)
+
+        updates = jax.tree.map(step, updates)
+        return updates, ScaleByLearningRateState(count=safe_increment(state.count))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationExtraArgs:
+    r"""Stochastic (mini-batch) gradient descent, the lecture's first update rule.
+
+    Lecture: :math:`\vartheta^{(t)} = \vartheta^{(t-1)} - \eta\,
+    \frac{\partial}{\partial\vartheta} L(B, \vartheta^{(t-1)})`, with ``learning_rate`` = eta.
+    Pass a schedule such as :func:`inverse_time_decay` for the lecture's decaying learning rate.
+
+    Args:
+      learning_rate: eta >= 0, a number or a schedule.
+
+    Returns:
+      ``scale_by_learning_rate(learning_rate)``.
+
+    Identical numerics: ``torch.optim.SGD(params, lr)`` (with a matching LR scheduler) and
+    ``optax.sgd(learning_rate)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+      >>> tx = jl.sgd(jl.inverse_time_decay(0.4, decay_rate=0.1, decay_steps=1))
+      >>> w = jnp.zeros(2)
+      >>> state = tx.init(w)
+      >>> for _ in range(20):
+      ...     updates, state = tx.update(jax.grad(loss)(w), state)
+      ...     w = optax.apply_updates(w, updates)
+      >>> bool(jnp.allclose(w, 3.0, atol=1e-3))
+      True
+    """
+    return scale_by_learning_rate(learning_rate)
+
+
+def inverse_time_decay(
+    init_value: float,
+    decay_rate: float,
+    decay_steps: float,
+    staircase: bool = False,
+) -> optax.Schedule:
+    r"""The classic decaying learning rate :math:`\eta_t = \eta_0 / (1 + r\, t / s)`.
+
+    With ``staircase=True`` the ratio t / s is rounded down, so the rate drops in steps every
+    ``decay_steps`` updates. Decaying as :math:`1/t` satisfies Robbins and Monro's conditions
+    (:math:`\sum \eta_t = \infty`, :math:`\sum \eta_t^2 < \infty`) under which SGD converges on a
+    convex problem despite the mini-batch noise, which a constant rate does not.
+
+    Args:
+      init_value: eta_0 >= 0, the rate at step 0.
+      decay_rate: r >= 0; 0 gives a constant rate.
+      decay_steps: s > 0, the number of steps over which the rate falls to eta_0 / (1 + r).
+      staircase: decay in discrete steps.
+
+    Returns:
+      A schedule ``count -> eta`` (float32), usable wherever a learning rate is accepted, ours or
+      optax's.
+
+    Equivalent to ``jax.example_libraries.optimizers.inverse_time_decay(init_value, decay_steps,
+    decay_rate, staircase)`` (note the different argument order there) and to
+    ``torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 / (1 + decay_rate * t / decay_steps))``.
+
+    Example:
+      >>> import jaxopt_lectures as jl
+      >>> schedule = jl.inverse_time_decay(1.0, decay_rate=1.0, decay_steps=10)
+      >>> float(schedule(0)), float(schedule(10)), float(schedule(30))
+      (1.0, 0.5, 0.25)
+    """
+    check_non_negative("init_value", init_value)
+    check_non_negative("decay_rate", decay_rate)
+    check_positive("decay_steps", decay_steps)
+    check_bool("staircase", staircase)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        t = jnp.asarray(count, jnp.float32) / decay_steps
+        if staircase:
+            t = jnp.floor(t)
+        return init_value / (1.0 + decay_rate * t)
+
+    return schedule
