@@ -1,0 +1,64 @@
+"""Shared fixtures: a pytree of mixed shapes and streams of random gradients for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxopt_lectures as jl
+
+# A pytree of mixed shapes and nesting: scalar, vector, matrix, 3-D, inside dicts and a tuple.
+SHAPES: dict[str, Any] = {
+    "dense": {"w": (5, 3), "b": (3,)},
+    "conv": ((2, 3, 4), ()),
+}
+
+
+def tree_of(fn: Callable[[tuple[int, ...]], Any]) -> Any:
+    """Build a tree shaped like SHAPES with ``fn(shape)`` at every leaf."""
+    return jax.tree.map(fn, SHAPES, is_leaf=lambda x: isinstance(x, tuple) and all(
+        isinstance(d, int) for d in x
+    ))
+
+
+def random_tree(rng: np.random.Generator, scale: float = 1.0) -> Any:
+    """A float64 NumPy tree shaped like SHAPES with normal entries of the given scale."""
+    return tree_of(lambda shape: scale * rng.standard_normal(shape))
+
+
+def random_gradients(seed: int, num_steps: int, scale: float = 1.0) -> list[Any]:
+    """``num_steps`` independent float64 gradient trees (some entries exactly zero)."""
+    rng = np.random.default_rng(seed)
+    grads = []
+    for _ in range(num_steps):
+        g = random_tree(rng, scale)
+        # An exact zero now and then exercises the 0/0 guards of the adaptive methods.
+        g = jax.tree.map(lambda x: np.where(rng.random(x.shape) < 0.05, 0.0, x), g)
+        grads.append(g)
+    return grads
+
+
+def to_f32(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+
+
+# Every alias with settings that make each step do something visible; used by generic tests.
+ALIASES: dict[str, Callable[..., Any]] = {
+    "sgd": lambda lr=0.1: jl.sgd(lr),
+    "momentum": lambda lr=0.05: jl.momentum(lr, momentum=0.9),
+    "nag": lambda lr=0.05: jl.nag(lr, momentum=0.9),
+    "adagrad": lambda lr=0.1: jl.adagrad(lr),
+    "rmsprop": lambda lr=0.01: jl.rmsprop(lr, decay=0.9),
+    "adadelta": lambda lr=1.0: jl.adadelta(lr),
+    "adam": lambda lr=0.01: jl.adam(lr),
+}
+
+
+@pytest.fixture(params=sorted(ALIASES))
+def alias_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

@@ -1,0 +1,394 @@
+"""The optax contract every transform keeps: jit without recompiling, extra keyword arguments,
+``inject_hyperparams``, dtypes, validation, clear tree errors, and bit-exact checkpoints."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+
+import jaxopt_lectures as jl
+from conftest import ALIASES, random_gradients, to_f32, tree_of
+
+PARAMS = tree_of(lambda shape: jnp.ones(shape, jnp.float32))
+
+# Each alias with its hyperparameters spelled out, for inject_hyperparams and the validation tests.
+ALIAS_KWARGS: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[str, Any]]] = {
+    "sgd": (jl.sgd, {"learning_rate": 0.1}),
+    "momentum": (jl.momentum, {"learning_rate": 0.05, "momentum": 0.8}),
+    "nag": (jl.nag, {"learning_rate": 0.05, "momentum": 0.8}),
+    "adagrad": (jl.adagrad, {"learning_rate": 0.1, "eps": 1e-3, "initial_accumulator_value": 0.1}),
+    "rmsprop": (jl.rmsprop, {"learning_rate": 0.01, "decay": 0.8, "eps": 1e-4}),
+    "adadelta": (jl.adadelta, {"learning_rate": 0.5, "rho": 0.8, "eps": 1e-4}),
+    "adam": (jl.adam, {"learning_rate": 0.01, "b1": 0.8, "b2": 0.99, "eps": 1e-4}),
+}
+
+BUILDING_BLOCKS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    "scale_by_learning_rate": lambda: jl.scale_by_learning_rate(0.1),
+    "trace": lambda: jl.trace(0.9),
+    "trace_nesterov": lambda: jl.trace(0.9, nesterov=True),
+    "scale_by_adagrad": jl.scale_by_adagrad,
+    "scale_by_rms": jl.scale_by_rms,
+    "scale_by_adadelta": jl.scale_by_adadelta,
+    "scale_by_adam": jl.scale_by_adam,
+}
+
+
+def run_steps(tx: optax.GradientTransformation, grads: list[Any], state: Any = None) -> Any:
+    """Apply ``tx`` to a list of gradient trees with one jitted step; return updates and state."""
+    step = jax.jit(tx.update)
+    state = tx.init(PARAMS) if state is None else state
+    all_updates = []
+    for g in grads:
+        updates, state = step(to_f32(g), state)
+        all_updates.append(updates)
+    return all_updates, state
+
+
+# --- jit: one compilation, extra arguments ------------------------------------------------------
+
+
+def test_second_update_does_not_recompile(alias_name: str) -> None:
+    tx = ALIASES[alias_name]()
+    traces = 0
+
+    def step(params: Any, state: Any, grads: Any) -> Any:
+        nonlocal traces
+        traces += 1
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(step)
+    params, state = PARAMS, tx.init(PARAMS)
+    for g in random_gradients(0, 4):
+        params, state = jitted(params, state, to_f32(g))
+    assert traces == 1
+
+
+def test_schedule_does_not_recompile() -> None:
+    tx = jl.momentum(jl.inverse_time_decay(0.1, 0.5, 10))
+    traces = 0
+
+    def step(state: Any, grads: Any) -> Any:
+        nonlocal traces
+        traces += 1
+        return tx.update(grads, state)
+
+    jitted = jax.jit(step)
+    state = tx.init(PARAMS)
+    for g in random_gradients(1, 3):
+        _, state = jitted(state, to_f32(g))
+    assert traces == 1
+    assert int(state[0].count) == 3
+
+
+@pytest.mark.parametrize("name", sorted(BUILDING_BLOCKS))
+def test_building_blocks_accept_unknown_extra_args(name: str) -> None:
+    tx = BUILDING_BLOCKS[name]()
+    g = to_f32(random_gradients(2, 1)[0])
+    plain, _ = tx.update(g, tx.init(PARAMS), PARAMS)
+    extra, _ = jax.jit(lambda g, s: tx.update(g, s, PARAMS, value_fn=jnp.sum, step_id=3))(
+        g, tx.init(PARAMS)
+    )
+    chex.assert_trees_all_close(plain, extra)
+
+
+def test_aliases_accept_unknown_extra_args(alias_name: str) -> None:
+    tx = ALIASES[alias_name]()
+    g = to_f32(random_gradients(3, 1)[0])
+    updates, _ = tx.update(g, tx.init(PARAMS), PARAMS, value_fn=jnp.sum, anything="goes")
+    chex.assert_tree_all_finite(updates)
+    # Also inside an optax chain that forwards its extra arguments to every member.
+    chained = optax.chain(optax.clip_by_global_norm(1.0), tx)
+    updates, _ = chained.update(g, chained.init(PARAMS), PARAMS, value_fn=jnp.sum)
+    chex.assert_tree_all_finite(updates)
+
+
+# --- optax.inject_hyperparams ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ALIAS_KWARGS))
+def test_inject_hyperparams_identical(name: str) -> None:
+    factory, kwargs = ALIAS_KWARGS[name]
+    grads = random_gradients(4, 12)
+    expected, _ = run_steps(factory(**kwargs), grads)
+    injected = optax.inject_hyperparams(factory)(**kwargs)
+    got, state = run_steps(injected, grads)
+    chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert set(state.hyperparams) == set(kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(ALIAS_KWARGS))
+def test_inject_hyperparams_with_schedule(name: str) -> None:
+    """inject_hyperparams evaluates the schedule itself and rebuilds the alias with that constant
+    rate every step; momentum's velocity still carries each past rate, so the results agree."""
+    factory, kwargs = ALIAS_KWARGS[name]
+    schedule = jl.inverse_time_decay(kwargs["learning_rate"], 0.5, 2)
+    kwargs = {**kwargs, "learning_rate": schedule}
+    grads = random_gradients(5, 8)
+    expected, _ = run_steps(factory(**kwargs), grads)
+    got, _ = run_steps(optax.inject_hyperparams(factory)(**kwargs), grads)
+    chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_inject_hyperparams_rate_can_be_changed_between_steps() -> None:
+    tx = optax.inject_hyperparams(jl.adam)(learning_rate=0.1)
+    state = tx.init(PARAMS)
+    state.hyperparams["learning_rate"] = jnp.asarray(0.0)
+    g = to_f32(random_gradients(6, 1)[0])
+    updates, _ = jax.jit(tx.update)(g, state)
+    chex.assert_trees_all_equal(updates, jax.tree.map(jnp.zeros_like, updates))
+
+
+# --- dtypes ------------------------------------------------------------------------------------
+
+
+def test_bf16_params_stay_bf16(alias_name: str) -> None:
+    tx = ALIASES[alias_name]()
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    ref_tx = ALIASES[alias_name]()
+    ref_params, ref_state = PARAMS, ref_tx.init(PARAMS)
+    for g in random_gradients(7, 5):
+        g32 = to_f32(g)
+        updates, state = step(jax.tree.map(lambda x: x.astype(jnp.bfloat16), g32), state)
+        params = optax.apply_updates(params, updates)
+        ref_updates, ref_state = ref_tx.update(g32, ref_state)
+        ref_params = optax.apply_updates(ref_params, ref_updates)
+    chex.assert_trees_all_equal_dtypes(params, jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS))
+    for leaf in jax.tree.leaves(state):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == jnp.bfloat16
+    chex.assert_tree_all_finite(params)
+    # bf16 has 8 bits of mantissa: the trajectory follows the float32 one to about 1%.
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda p: p.astype(jnp.float32), params), ref_params, rtol=2e-2, atol=2e-2
+    )
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [jl.momentum, jl.nag, jl.adagrad, jl.rmsprop, jl.adadelta, jl.adam],
+    ids=lambda f: f.__name__,
+)
+def test_accumulator_dtype_sets_state_dtype(factory: Callable[..., Any]) -> None:
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
+    tx = factory(0.1, accumulator_dtype=jnp.float32)
+    state = tx.init(params)
+    g = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, jnp.bfloat16), params)
+    updates, state = tx.update(g, state)
+    chex.assert_trees_all_equal_dtypes(updates, g)
+    float_leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert float_leaves
+    assert all(x.dtype == jnp.float32 for x in float_leaves)
+
+
+def test_float32_accumulators_keep_bf16_moving_averages_exact() -> None:
+    """bf16 state cannot hold a slow EMA: 0.999 * nu rounds back to nu (bf16 keeps 8 bits), so
+    the average stops decaying. ``accumulator_dtype=jnp.float32`` fixes that for bf16 models."""
+    g = jnp.full(4, 0.01, jnp.bfloat16)
+    grads = [g] * 20 + [jnp.zeros_like(g)] * 200
+
+    def final_nu(params: jax.Array, accumulator_dtype: Any) -> jax.Array:
+        tx = jl.scale_by_rms(decay=0.999, accumulator_dtype=accumulator_dtype)
+        state = tx.init(params)
+        for x in grads:
+            _, state = tx.update(x.astype(params.dtype), state)
+        return state.nu.astype(jnp.float32)
+
+    exact = final_nu(jnp.ones(4, jnp.float32), None)
+    with_f32_state = final_nu(jnp.ones(4, jnp.bfloat16), jnp.float32)
+    with_bf16_state = final_nu(jnp.ones(4, jnp.bfloat16), None)
+    np.testing.assert_allclose(with_f32_state, exact, rtol=1e-6)
+    assert float(jnp.max(jnp.abs(with_bf16_state / exact - 1))) > 0.1
+
+
+def test_float64_stays_float64() -> None:
+    with jax.enable_x64(True):
+        params = jnp.ones(3, jnp.float64)
+        tx = jl.adam(0.1)
+        state = tx.init(params)
+        updates, state = jax.jit(tx.update)(jnp.full(3, 0.3, jnp.float64), state)
+        assert updates.dtype == jnp.float64
+        assert state[0].mu.dtype == jnp.float64
+
+
+# --- validation --------------------------------------------------------------------------------
+
+BAD_VALUES: list[tuple[str, dict[str, Any], str]] = []
+for _name, (_factory, _kwargs) in ALIAS_KWARGS.items():
+    BAD_VALUES += [
+        (_name, {**_kwargs, "learning_rate": -0.1}, "learning_rate"),
+        (_name, {**_kwargs, "learning_rate": "0.1"}, "learning_rate"),
+        (_name, {**_kwargs, "learning_rate": None}, "learning_rate"),
+        (_name, {**_kwargs, "learning_rate": math.nan}, "learning_rate"),
+        (_name, {**_kwargs, "learning_rate": True}, "learning_rate"),
+        (_name, {**_kwargs, "learning_rate": np.ones(2)}, "learning_rate"),
+    ]
+    for _arg in ("momentum", "decay", "rho", "b1", "b2"):
+        if _arg in _kwargs:
+            BAD_VALUES += [
+                (_name, {**_kwargs, _arg: 1.0}, _arg),
+                (_name, {**_kwargs, _arg: -0.1}, _arg),
+                (_name, {**_kwargs, _arg: "0.9"}, _arg),
+                (_name, {**_kwargs, _arg: [0.9]}, _arg),
+            ]
+    if "eps" in _kwargs:
+        BAD_VALUES += [
+            (_name, {**_kwargs, "eps": -1e-8}, "eps"),
+            (_name, {**_kwargs, "eps": math.inf}, "eps"),
+            (_name, {**_kwargs, "eps": None}, "eps"),
+        ]
+    if _name != "sgd":
+        BAD_VALUES += [(_name, {**_kwargs, "accumulator_dtype": jnp.int32}, "accumulator_dtype")]
+BAD_VALUES += [
+    ("adagrad", {"initial_accumulator_value": -1.0}, "initial_accumulator_value"),
+    ("adadelta", {"eps": 0.0}, "eps"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "argument"),
+    BAD_VALUES,
+    ids=[f"{n}-{a}-{k[a]!r}" for n, k, a in BAD_VALUES],
+)
+def test_bad_hyperparameters_raise(name: str, kwargs: dict[str, Any], argument: str) -> None:
+    factory = ALIAS_KWARGS[name][0]
+    with pytest.raises(ValueError, match=argument):
+        factory(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"init_value": -1.0, "decay_rate": 1.0, "decay_steps": 10}, "init_value"),
+        ({"init_value": 1.0, "decay_rate": -1.0, "decay_steps": 10}, "decay_rate"),
+        ({"init_value": 1.0, "decay_rate": 1.0, "decay_steps": 0}, "decay_steps"),
+        ({"init_value": 1.0, "decay_rate": 1.0, "decay_steps": 10, "staircase": 1}, "staircase"),
+    ],
+)
+def test_bad_schedule_arguments_raise(kwargs: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        jl.inverse_time_decay(**kwargs)
+
+
+def test_bad_trace_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="nesterov"):
+        jl.trace(0.9, nesterov="yes")  # type: ignore[arg-type]
+
+
+def test_error_message_names_the_range() -> None:
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.5"):
+        jl.momentum(0.1, momentum=1.5)
+    with pytest.raises(ValueError, match=r"learning_rate must be >= 0, got -0.5"):
+        jl.adam(-0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_decay_validation_matches_its_range(value: float) -> None:
+    if 0.0 <= value < 1.0:
+        jl.rmsprop(0.1, decay=value)
+    else:
+        with pytest.raises(ValueError, match="decay"):
+            jl.rmsprop(0.1, decay=value)
+
+
+def test_valid_numpy_and_jax_hyperparameters_accepted() -> None:
+    jl.adam(np.float32(0.1), b1=np.array(0.9))
+    jl.momentum(jnp.asarray(0.1), momentum=jnp.asarray(0.9))
+    jl.sgd(optax.cosine_decay_schedule(0.1, 100))
+    jl.rmsprop(1)  # an int rate is a rate
+
+
+@pytest.mark.parametrize("name", sorted(set(ALIASES) - {"sgd"}))
+def test_mismatched_tree_structure_raises(name: str) -> None:
+    tx = ALIASES[name]()
+    state = tx.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match="tree structure"):
+        tx.update({"a": jnp.ones(3)}, state)
+    with pytest.raises(ValueError, match=r"\['b'\] has shape \(3,\) but the optimizer state"):
+        tx.update({"a": jnp.ones(3), "b": jnp.ones(3)}, state)
+
+
+# --- composition with optax and failure modes --------------------------------------------------
+
+
+def test_apply_if_finite_skips_nan_steps(alias_name: str) -> None:
+    tx = optax.apply_if_finite(ALIASES[alias_name](), max_consecutive_errors=3)
+    state = tx.init(PARAMS)
+    g = to_f32(random_gradients(8, 1)[0])
+    _, state = tx.update(g, state)
+    bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), g)
+    updates, new_state = jax.jit(tx.update)(bad, state)
+    chex.assert_trees_all_equal(updates, jax.tree.map(jnp.zeros_like, updates))
+    chex.assert_trees_all_equal(new_state.inner_state, state.inner_state)
+    assert int(new_state.notfinite_count) == 1
+
+
+def test_step_counter_saturates() -> None:
+    tx = jl.sgd(jl.inverse_time_decay(0.1, 1.0, 1))
+    full = jl.ScaleByLearningRateState(count=jnp.asarray(np.iinfo(np.int32).max, jnp.int32))
+    updates, state = tx.update(jnp.ones(2), full)
+    assert int(state.count) == np.iinfo(np.int32).max
+    chex.assert_tree_all_finite(updates)
+    tx_adam = jl.scale_by_adam()
+    state = tx_adam.init(jnp.ones(2))._replace(count=full.count)
+    _, state = tx_adam.update(jnp.ones(2), state)
+    assert int(state.count) == np.iinfo(np.int32).max
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def save_state(state: Any) -> bytes:
+    buffer = io.BytesIO()
+    leaves = jax.tree.leaves(state)
+    np.savez(buffer, *[np.asarray(x) for x in leaves])
+    return buffer.getvalue()
+
+
+def load_state(blob: bytes, like: Any) -> Any:
+    with np.load(io.BytesIO(blob)) as data:
+        leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(data.files))]
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["constant", "schedule"])
+def test_checkpoint_resume_is_bit_identical(alias_name: str, scheduled: bool) -> None:
+    lr = jl.inverse_time_decay(0.05, 0.3, 2) if scheduled else 0.05
+    tx = ALIASES[alias_name](lr)
+    grads = [to_f32(g) for g in random_gradients(9, 20)]
+
+    @jax.jit
+    def step(params: Any, state: Any, g: Any) -> Any:
+        updates, state = tx.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params, state = PARAMS, tx.init(PARAMS)
+    for g in grads:
+        params, state = step(params, state, g)
+    uninterrupted = (params, state)
+
+    params, state = PARAMS, tx.init(PARAMS)
+    for g in grads[:10]:
+        params, state = step(params, state, g)
+    blob_state, blob_params = save_state(state), save_state(params)
+    del state, params
+    state = load_state(blob_state, tx.init(PARAMS))
+    params = load_state(blob_params, PARAMS)
+    for g in grads[10:]:
+        params, state = step(params, state, g)
+    chex.assert_trees_all_equal((params, state), uninterrupted)
+    chex.assert_trees_all_equal_dtypes(state, uninterrupted[1])
