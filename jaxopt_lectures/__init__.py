@@ -1,4 +1,4 @@
-"""jaxopt_lectures: the lecture "Learning as Optimization" as composable JAX gradient transformations.
+"""jaxopt_lectures: the lecture "Learning as Optimization" as composable JAX transformations.
 
 Every optimizer is a pure ``(init, update)`` pair in the optax style, so it drops into
 ``optax.chain``, ``optax.inject_hyperparams``, ``optax.MultiSteps`` or ``optax.apply_if_finite``::

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -43,11 +43,11 @@ def check_tree_match(updates: optax.Updates, state_tree: Any, transform: str) ->
     """
     u_leaves, u_def = jax.tree_util.tree_flatten_with_path(updates)
     s_leaves, s_def = jax.tree_util.tree_flatten_with_path(state_tree)
-    if u_def != s_def:
+    if cast(Any, u_def) != s_def:
         raise ValueError(
             f"{transform}: the updates do not have the tree structure the optimizer state was "
             f"initialized with.\n  updates: {u_def}\n  state:   {s_def}\n"
-            "Call init() on parameters with the same structure as the gradients you pass to update()."
+            "Call init() on parameters with the same structure as the gradients passed to update()."
         )
     for (path, u), (_, s) in zip(u_leaves, s_leaves, strict=True):
         if jnp.shape(u) != jnp.shape(s):

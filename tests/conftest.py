@@ -21,9 +21,9 @@ SHAPES: dict[str, Any] = {
 
 def tree_of(fn: Callable[[tuple[int, ...]], Any]) -> Any:
     """Build a tree shaped like SHAPES with ``fn(shape)`` at every leaf."""
-    return jax.tree.map(fn, SHAPES, is_leaf=lambda x: isinstance(x, tuple) and all(
-        isinstance(d, int) for d in x
-    ))
+    return jax.tree.map(
+        fn, SHAPES, is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
+    )
 
 
 def random_tree(rng: np.random.Generator, scale: float = 1.0) -> Any:

@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import ALIASES, random_gradients, to_f32, tree_of
 from hypothesis import given, settings
 
 import jaxopt_lectures as jl
-from conftest import ALIASES, random_gradients, to_f32, tree_of
 
 PARAMS = tree_of(lambda shape: jnp.ones(shape, jnp.float32))
 
@@ -166,7 +166,9 @@ def test_bf16_params_stay_bf16(alias_name: str) -> None:
         params = optax.apply_updates(params, updates)
         ref_updates, ref_state = ref_tx.update(g32, ref_state)
         ref_params = optax.apply_updates(ref_params, ref_updates)
-    chex.assert_trees_all_equal_dtypes(params, jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS))
+    chex.assert_trees_all_equal_dtypes(
+        params, jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
+    )
     for leaf in jax.tree.leaves(state):
         if jnp.issubdtype(leaf.dtype, jnp.floating):
             assert leaf.dtype == jnp.bfloat16

@@ -29,7 +29,7 @@ __all__ = ["ScaleByAdamState", "adam", "scale_by_adam"]
 class ScaleByAdamState(NamedTuple):
     """Step count t, EMA of gradients (lecture m) and EMA of squared gradients (lecture r)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
     mu: optax.Updates
     nu: optax.Updates
 
@@ -116,8 +116,9 @@ def adam(
         m^{(t)} &= \beta_1 g^{(t)} + (1-\beta_1)\, m^{(t-1)}, \qquad
         r^{(t)} = \beta_2 (g^{(t)})^2 + (1-\beta_2)\, r^{(t-1)} \\
         \hat m^{(t)} &= \frac{m^{(t)}}{1 - (1-\beta_1)^t}, \qquad
-        \hat r^{(t)} = \frac{r^{(t)}}{1 - (1-\beta_2)^t}, \qquad
-        \vartheta^{(t)} = \vartheta^{(t-1)} - \eta\, \frac{\hat m^{(t)}}{\sqrt{\hat r^{(t)}} + \epsilon}
+        \hat r^{(t)} = \frac{r^{(t)}}{1 - (1-\beta_2)^t} \\
+        \vartheta^{(t)} &= \vartheta^{(t-1)} - \eta\,
+        \frac{\hat m^{(t)}}{\sqrt{\hat r^{(t)}} + \epsilon}
 
     Lecture symbols: eta = ``learning_rate``, beta1 = 1 - ``b1``, beta2 = 1 - ``b2`` (the lecture
     weights the new value; the paper and every library weight the past, so the familiar

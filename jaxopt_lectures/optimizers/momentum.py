@@ -2,12 +2,13 @@
 
 Lecture, with u_0 = 0 and 0 <= gamma < 1 the momentum ("coefficient of friction"):
 
-    momentum: u_t = gamma u_{t-1} + eta dL/dtheta(theta_{t-1}),              theta_t = theta_{t-1} - u_t
-    NAG:      u_t = gamma u_{t-1} + eta dL/dtheta(theta_{t-1} - gamma u_{t-1}), theta_t = theta_{t-1} - u_t
+    momentum: u_t = gamma u_{t-1} + eta dL/dtheta(theta_{t-1}),    theta_t = theta_{t-1} - u_t
+    NAG:      u_t = gamma u_{t-1} + eta dL/dtheta(theta_{t-1} - gamma u_{t-1})  (same theta_t)
 
-The learning rate sits *inside* the velocity, as the lecture writes it: a gradient keeps the rate at
-which it was taken. optax and PyTorch keep the raw gradients in the velocity and multiply the whole
-velocity by the *current* rate instead; the two agree at a constant rate and differ under a schedule.
+The learning rate sits *inside* the velocity, as the lecture writes it: a gradient keeps the rate
+at which it was taken. optax and PyTorch keep the raw gradients in the velocity and multiply the
+whole velocity by the *current* rate instead; the two agree at a constant rate and differ under a
+schedule.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["TraceState", "momentum", "nag", "trace"]
 
 
 class TraceState(NamedTuple):
-    """The velocity: the decayed sum of past incoming updates (``-u`` of the lecture in `momentum`)."""
+    """The velocity: the decayed sum of past incoming updates (the lecture's ``-u`` in momentum)."""
 
     trace: optax.Updates
 
@@ -35,7 +36,7 @@ def trace(
     nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Accumulate a velocity :math:`v_t = \gamma v_{t-1} + x_t` of the incoming updates :math:`x_t`.
+    r"""Accumulate a velocity :math:`v_t = \gamma v_{t-1} + x_t` of the incoming updates.
 
     Emits :math:`v_t`, or with ``nesterov=True`` the look-ahead combination
     :math:`x_t + \gamma v_t`. Placed after :func:`scale_by_learning_rate` (as :func:`momentum` and
@@ -108,9 +109,10 @@ def momentum(
 
     Peers: at a constant rate this equals ``torch.optim.SGD(params, lr, momentum)`` and
     ``optax.sgd(learning_rate, momentum)``. Under a schedule it does not: they compute
-    :math:`\eta_t \sum_s \gamma^{t-s} g_s`, rescaling every past gradient by today's rate, while here
-    each gradient keeps the rate of its own step, :math:`\sum_s \gamma^{t-s} \eta_s g_s`. After a
-    sudden rate drop theirs slows down at once and ours coasts on the velocity it had built.
+    :math:`\eta_t \sum_s \gamma^{t-s} g_s`, rescaling every past gradient by today's rate,
+    while here each gradient keeps the rate of its own step,
+    :math:`\sum_s \gamma^{t-s} \eta_s g_s`. After a sudden rate drop theirs slows down at once and
+    ours coasts on the velocity it had built.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl

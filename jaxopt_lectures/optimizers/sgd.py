@@ -31,7 +31,7 @@ __all__ = [
 class ScaleByLearningRateState(NamedTuple):
     """Step counter t (int32, saturating) at which the next update evaluates the schedule."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
 
 
 def scale_by_learning_rate(
@@ -78,10 +78,7 @@ def scale_by_learning_rate(
         **extra_args: object,
     ) -> tuple[optax.Updates, ScaleByLearningRateState]:
         del params, extra_args
-        if callable(learning_rate):
-            eta = learning_rate(state.count)
-        else:
-            eta = learning_rate
+        eta = learning_rate(state.count) if callable(learning_rate) else learning_rate
 
         def step(g: jax.Array) -> jax.Array:
             cd = compute_dtype(g.dtype)
