@@ -89,4 +89,3 @@ def check_dtype(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be None or a floating-point dtype, got {value!r}") from err
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{name} must be None or a floating-point dtype, got {dtype}")
-
