@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,9 @@ import numpy as np
 import pytest
 
 import jaxopt_lectures as jl
+
+# PyTorch is an optional peer: without it its comparison module is not collected at all.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["test_torch_equivalence.py"]
 
 # A pytree of mixed shapes and nesting: scalar, vector, matrix, 3-D, inside dicts and a tuple.
 SHAPES: dict[str, Any] = {
@@ -41,6 +45,16 @@ def random_gradients(seed: int, num_steps: int, scale: float = 1.0) -> list[Any]
         g = jax.tree.map(lambda x: np.where(rng.random(x.shape) < 0.05, 0.0, x), g)
         grads.append(g)
     return grads
+
+
+def enable_x64() -> Any:
+    """A context manager that enables float64 (``jax.enable_x64`` or, on older jax, the
+    ``jax.experimental`` one)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64 as experimental_enable_x64  # jax < 0.7
+
+    return experimental_enable_x64()
 
 
 def to_f32(tree: Any) -> Any:

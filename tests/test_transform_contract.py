@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ALIASES, random_gradients, to_f32, tree_of
+from conftest import ALIASES, enable_x64, random_gradients, to_f32, tree_of
 from hypothesis import given, settings
 
 import jaxopt_lectures as jl
@@ -217,7 +217,7 @@ def test_float32_accumulators_keep_bf16_moving_averages_exact() -> None:
 
 
 def test_float64_stays_float64() -> None:
-    with jax.enable_x64(True):
+    with enable_x64():
         params = jnp.ones(3, jnp.float64)
         tx = jl.adam(0.1)
         state = tx.init(params)

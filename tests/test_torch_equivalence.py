@@ -1,0 +1,113 @@
+"""PyTorch's optimizers give the same numbers as ours, as the README's table claims.
+
+Not part of the default run (PyTorch is a large optional download): install it and run
+``python -m pytest -m peers``. Without PyTorch the module is skipped as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxopt_lectures as jl
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.peers
+
+SHAPES = [(4, 3), (3,), ()]
+NUM_STEPS = 30
+
+
+def gradients(seed: int) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(np.float32) for s in SHAPES] for _ in range(NUM_STEPS)]
+
+
+def torch_trajectory(
+    make: Callable[[list[Any]], Any], grads: list[list[np.ndarray]], lr_lambda: Any = None
+) -> list[list[np.ndarray]]:
+    params = [torch.ones(s, dtype=torch.float32) for s in SHAPES]
+    for p in params:
+        p.requires_grad_(True)
+    opt = make(params)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
+    out = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads, strict=True):
+            p.grad = torch.from_numpy(g.copy())
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        out.append([p.detach().numpy().copy() for p in params])
+    return out
+
+
+def jax_trajectory(
+    tx: optax.GradientTransformation, grads: list[list[np.ndarray]]
+) -> list[list[np.ndarray]]:
+    params = [jnp.ones(s, jnp.float32) for s in SHAPES]
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params: Any, state: Any, g: Any) -> Any:
+        updates, state = tx.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    out = []
+    for step_grads in grads:
+        params, state = step(params, state, [jnp.asarray(g) for g in step_grads])
+        out.append([np.asarray(p) for p in params])
+    return out
+
+
+PAIRS: dict[str, tuple[optax.GradientTransformation, Callable[[list[Any]], Any]]] = {
+    "sgd": (jl.sgd(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "momentum": (
+        jl.momentum(0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+    ),
+    "nag": (
+        jl.nag(0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
+    "adagrad": (jl.adagrad(0.01), lambda p: torch.optim.Adagrad(p, lr=0.01)),
+    "rmsprop": (
+        jl.rmsprop(0.01, decay=0.9, eps=1e-8),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8),
+    ),
+    "adadelta": (jl.adadelta(), lambda p: torch.optim.Adadelta(p)),
+    "adam": (jl.adam(1e-3), lambda p: torch.optim.Adam(p, lr=1e-3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_same_trajectory_as_torch(name: str) -> None:
+    tx, make = PAIRS[name]
+    grads = gradients(0)
+    ours = jax_trajectory(tx, grads)
+    theirs = torch_trajectory(make, grads)
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+
+
+def test_torch_momentum_under_a_schedule_matches_optax_not_the_lecture() -> None:
+    """PyTorch's LR scheduler rescales the whole velocity, like optax: the lecture's form differs."""
+    factor = lambda t: 1.0 if t < 10 else 0.1  # noqa: E731
+    grads = gradients(1)
+    theirs = torch_trajectory(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), grads, factor)
+    schedule = optax.piecewise_constant_schedule(0.1, {10: 0.1})
+    optax_path = jax_trajectory(optax.sgd(schedule, momentum=0.9), grads)
+    ours = jax_trajectory(jl.momentum(schedule, momentum=0.9), grads)
+    for a, b in zip(optax_path, theirs, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours[9][0], theirs[9][0], rtol=1e-5)  # same before the drop
+    assert np.max(np.abs(ours[-1][0] - theirs[-1][0])) > 1e-2  # different after it
