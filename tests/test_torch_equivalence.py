@@ -99,7 +99,7 @@ def test_same_trajectory_as_torch(name: str) -> None:
 
 
 def test_torch_momentum_under_a_schedule_matches_optax_not_the_lecture() -> None:
-    """PyTorch's LR scheduler rescales the whole velocity, like optax: the lecture's form differs."""
+    """PyTorch's LR scheduler rescales the whole velocity, like optax; the lecture does not."""
     factor = lambda t: 1.0 if t < 10 else 0.1  # noqa: E731
     grads = gradients(1)
     theirs = torch_trajectory(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), grads, factor)
