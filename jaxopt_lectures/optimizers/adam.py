@@ -79,9 +79,9 @@ def scale_by_adam(
         del params, extra_args
         check_tree_match(updates, state.mu, "scale_by_adam")
         count = safe_increment(state.count)
-        t = count.astype(jnp.float32)
-        correction1 = 1 - jnp.asarray(b1, jnp.float32) ** t  # 1 - (1 - beta1)^t in the lecture
-        correction2 = 1 - jnp.asarray(b2, jnp.float32) ** t
+        t = count.astype(jnp.result_type(float))  # float32, or float64 when x64 is enabled
+        correction1 = 1 - b1**t  # 1 - (1 - beta1)^t in the lecture
+        correction2 = 1 - b2**t
 
         def leaf(
             g: jax.Array, m: jax.Array, v: jax.Array

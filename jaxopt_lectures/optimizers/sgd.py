@@ -141,8 +141,8 @@ def inverse_time_decay(
       staircase: decay in discrete steps.
 
     Returns:
-      A schedule ``count -> eta`` (float32), usable wherever a learning rate is accepted, ours or
-      optax's.
+      A schedule ``count -> eta`` (float32, or float64 when x64 is enabled), usable wherever a
+      learning rate is accepted, ours or optax's.
 
     Equivalent to ``jax.example_libraries.optimizers.inverse_time_decay(init_value, decay_steps,
     decay_rate, staircase)`` (note the different argument order there) and to
@@ -160,7 +160,7 @@ def inverse_time_decay(
     check_bool("staircase", staircase)
 
     def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-        t = jnp.asarray(count, jnp.float32) / decay_steps
+        t = jnp.asarray(count, jnp.result_type(float)) / decay_steps
         if staircase:
             t = jnp.floor(t)
         return init_value / (1.0 + decay_rate * t)
