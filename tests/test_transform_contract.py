@@ -394,3 +394,16 @@ def test_checkpoint_resume_is_bit_identical(alias_name: str, scheduled: bool) ->
         params, state = step(params, state, g)
     chex.assert_trees_all_equal((params, state), uninterrupted)
     chex.assert_trees_all_equal_dtypes(state, uninterrupted[1])
+
+
+@pytest.mark.parametrize("factory", [jl.adagrad, jl.rmsprop, jl.adam], ids=lambda f: f.__name__)
+def test_eps_zero_never_divides_zero_by_zero(factory: Callable[..., Any]) -> None:
+    """A coordinate that has only seen zero gradients stays put, even with eps=0."""
+    tx = factory(0.1, eps=0.0)
+    params = jnp.ones(3)
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    for g in ([0.0, 1.0, -2.0], [0.0, 0.5, 0.0]):
+        updates, state = step(jnp.asarray(g), state)
+        chex.assert_tree_all_finite((updates, state))
+        assert float(updates[0]) == 0.0

@@ -47,7 +47,8 @@ def scale_by_adam(
         x_t &= \frac{m_t / (1 - b_1^t)}{\sqrt{v_t / (1 - b_2^t)} + \epsilon}
 
     with :math:`m_0 = v_0 = 0` and t counted from 1. The two corrections are scalars computed once
-    per step, not per leaf.
+    per step, not per leaf. A coordinate whose first moment is exactly 0 gets a zero step, so
+    ``eps=0`` never produces 0/0 (optax and PyTorch give NaN there).
 
     Args:
       b1: in [0, 1), weight of the past in the first moment (lecture beta1 = 1 - b1).
@@ -92,7 +93,8 @@ def scale_by_adam(
             v_new = b2 * v.astype(cd) + (1 - b2) * (g_c * g_c)  # EMA of its square
             m_hat = m_new / correction1.astype(cd)
             v_hat = v_new / correction2.astype(cd)
-            x = m_hat / (jnp.sqrt(v_hat) + eps)
+            # 0/0 (a coordinate that only ever saw zero gradients, with eps=0) is a zero step.
+            x = jnp.where(m_hat == 0, 0.0, m_hat / (jnp.sqrt(v_hat) + eps))
             return x.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         new_updates, mu, nu = map_leaves(leaf, 3, updates, state.mu, state.nu)
