@@ -12,6 +12,14 @@ from jaxopt_lectures.optimizers.adadelta import ScaleByAdadeltaState, adadelta, 
 from jaxopt_lectures.optimizers.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
 from jaxopt_lectures.optimizers.adam import ScaleByAdamState, adam, scale_by_adam
 from jaxopt_lectures.optimizers.momentum import TraceState, momentum, nag, trace
+from jaxopt_lectures.optimizers.newton import (
+    ScaleByNewtonCGState,
+    ScaleByNewtonState,
+    newton,
+    newton_cg,
+    scale_by_newton,
+    scale_by_newton_cg,
+)
 from jaxopt_lectures.optimizers.rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
 from jaxopt_lectures.optimizers.sgd import (
     ScaleByLearningRateState,
@@ -27,6 +35,8 @@ __all__ = [
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByLearningRateState",
+    "ScaleByNewtonCGState",
+    "ScaleByNewtonState",
     "ScaleByRmsState",
     "TraceState",
     "__version__",
@@ -37,12 +47,16 @@ __all__ = [
     "inverse_time_decay",
     "momentum",
     "nag",
+    "newton",
+    "newton_cg",
     "nn",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "scale_by_newton",
+    "scale_by_newton_cg",
     "scale_by_rms",
     "sgd",
     "trace",

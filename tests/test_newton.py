@@ -1,0 +1,684 @@
+"""Newton-Raphson, dense and matrix-free: the lecture's claims, real data, saddles, the contract.
+
+Acceptance of issue 3: (1) one step on the lecture's quadratic against hundreds of gradient steps,
+(2) logistic regression on real data against a float64 reference, (3) saddle points and singular
+Hessians, (4) jit, optax chains, line searches, bf16 and validation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.optimize
+from sklearn.datasets import load_breast_cancer
+
+from jaxopt_lectures.optimizers.newton import (
+    ScaleByNewtonCGState,
+    ScaleByNewtonState,
+    newton,
+    newton_cg,
+    scale_by_newton,
+    scale_by_newton_cg,
+)
+from jaxopt_lectures.optimizers.sgd import sgd
+
+Loss = Callable[[Any], jax.Array]
+
+
+def make_step(tx: optax.GradientTransformation, loss: Loss) -> Callable[[Any, Any], Any]:
+    """One jitted optimizer step: gradient, update with ``value_fn=loss``, apply."""
+
+    def step(params: Any, state: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(jax.grad(loss)(params), state, params, value_fn=loss)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step)
+
+
+def run(tx: optax.GradientTransformation, loss: Loss, params: Any, steps: int) -> tuple[list, Any]:
+    """The trajectory [params_0, ..., params_steps] and the final optimizer state."""
+    step = make_step(tx, loss)
+    state = tx.init(params)
+    trajectory = [params]
+    for _ in range(steps):
+        params, state = step(params, state)
+        trajectory.append(params)
+    return trajectory, state
+
+
+def newton_state(state: Any) -> Any:
+    """The first member's state of a newton() / newton_cg() chain."""
+    return state[0]
+
+
+# --- 1. The lecture's quadratic: one Newton step against hundreds of gradient steps -------------
+
+
+def lecture_quadratic() -> np.ndarray:
+    """A = diag(a1, a2) with a1 << a2, as on the slide."""
+    return np.diag([1.0, 100.0])
+
+
+def random_spd_quadratic() -> np.ndarray:
+    """A dense 20x20 SPD matrix with eigenvalues spread geometrically over [1, 100]."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    return (Q * np.geomspace(1.0, 100.0, 20)) @ Q.T
+
+
+def steps_to_reach(
+    tx: optax.GradientTransformation, loss: Loss, theta0: jax.Array, tol: float, max_steps: int
+) -> int:
+    """Steps until |theta| <= tol |theta0| (the minimizer is 0), counted in one compiled loop."""
+    target = tol * jnp.linalg.norm(theta0)
+
+    def cond(carry: tuple[jax.Array, Any, jax.Array]) -> jax.Array:
+        theta, _, k = carry
+        return (jnp.linalg.norm(theta) > target) & (k < max_steps)
+
+    def body(carry: tuple[jax.Array, Any, jax.Array]) -> tuple[jax.Array, Any, jax.Array]:
+        theta, state, k = carry
+        updates, state = tx.update(jax.grad(loss)(theta), state, theta, value_fn=loss)
+        return optax.apply_updates(theta, updates), state, k + 1
+
+    _, _, k = jax.jit(lambda t: jax.lax.while_loop(cond, body, (t, tx.init(t), 0)))(theta0)
+    return int(k)
+
+
+@pytest.mark.parametrize("make_A", [lecture_quadratic, random_spd_quadratic])
+def test_one_newton_step_where_gradient_descent_needs_hundreds(
+    make_A: Callable[[], np.ndarray],
+) -> None:
+    A64 = make_A()
+    d = A64.shape[0]
+    A = jnp.asarray(A64, jnp.float32)
+
+    def loss(theta: jax.Array) -> jax.Array:
+        return theta @ A @ theta  # the lecture's L = theta . A theta, minimizer 0
+
+    # theta0 with equal weight on every eigenvector of A, so the slowest modes are present.
+    eigenvalues, Q = np.linalg.eigh(2.0 * A64)  # the Hessian is 2A
+    theta0 = jnp.asarray(Q @ np.ones(d), jnp.float32)
+    tol = 1e-4
+
+    # Newton: one step to the minimizer, to float32 precision.
+    (_, theta1), state = run(newton(), loss, theta0, 1)
+    kappa = eigenvalues[-1] / eigenvalues[0]
+    assert float(jnp.linalg.norm(theta1)) <= 10 * kappa * np.finfo(np.float32).eps * float(
+        jnp.linalg.norm(theta0)
+    )
+    assert int(newton_state(state).num_negative_curvature) == 0
+    newton_steps = steps_to_reach(newton(), loss, theta0, tol, max_steps=100)
+
+    # Gradient descent at its best constant rate 2 / (lambda_min + lambda_max) contracts the two
+    # extreme eigen-components by rho = (kappa - 1) / (kappa + 1) per step and the others faster.
+    eta = 2.0 / (eigenvalues[0] + eigenvalues[-1])
+    rho = (kappa - 1) / (kappa + 1)
+    upper = math.ceil(math.log(tol) / math.log(rho))  # all the mass in the slowest modes
+    lower = math.floor(math.log(tol / math.sqrt(2 / d)) / math.log(rho))  # only 2 of d modes slow
+    gd_steps = steps_to_reach(sgd(eta), loss, theta0, tol, max_steps=10 * upper)
+
+    assert newton_steps == 1
+    assert lower <= gd_steps <= upper
+    assert gd_steps > 400  # kappa = 100: rho = 99/101, log(1e-4)/log(rho) = 461 at most
+
+
+def test_newton_cg_solves_a_quadratic_with_a_tight_tolerance() -> None:
+    A = jnp.asarray(random_spd_quadratic(), jnp.float32)
+    theta0 = jnp.ones(20)
+    (_, theta1), state = run(newton_cg(tol=1e-6, max_iters=100), lambda t: t @ A @ t, theta0, 1)
+    assert float(jnp.linalg.norm(theta1)) < 1e-4
+    # Exact after d = 20 iterations in exact arithmetic; float32 rounding costs a few more.
+    assert 10 < int(newton_state(state).cg_iterations) <= 40
+
+
+def test_newton_cg_spends_at_most_max_iters_products() -> None:
+    A = jnp.asarray(random_spd_quadratic(), jnp.float32)
+    _, state = run(newton_cg(tol=0.0, max_iters=3), lambda t: t @ A @ t, jnp.ones(20), 1)
+    assert int(newton_state(state).cg_iterations) == 3
+
+
+# --- 2. L2-regularized logistic regression on real data, against a float64 reference ----------
+
+LAMBDA = 1e-2  # L2 strength on the weights (not the bias)
+
+
+@pytest.fixture(scope="module")
+def breast_cancer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standardized features, labels, and the float64 minimizer by scipy's Newton-CG."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    Xb = np.hstack([X, np.ones((len(y), 1))])
+    reg = np.r_[np.full(X.shape[1], LAMBDA), 0.0]
+
+    def value(t: np.ndarray) -> float:
+        z = Xb @ t
+        return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * t * t))
+
+    def grad(t: np.ndarray) -> np.ndarray:
+        return Xb.T @ (1.0 / (1.0 + np.exp(-Xb @ t)) - y) / len(y) + reg * t
+
+    def hess(t: np.ndarray) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-Xb @ t))
+        return (Xb.T * (p * (1.0 - p))) @ Xb / len(y) + np.diag(reg)
+
+    result = scipy.optimize.minimize(
+        value, np.zeros(Xb.shape[1]), jac=grad, hess=hess, method="Newton-CG",
+        options={"xtol": 1e-12},
+    )  # fmt: skip
+    assert result.success
+    assert np.max(np.abs(grad(result.x))) < 1e-6
+    return X, y, result.x
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_logistic_regression_reaches_the_float64_minimizer(
+    breast_cancer: tuple[np.ndarray, np.ndarray, np.ndarray],
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    X64, y64, reference = breast_cancer
+    X, y = jnp.asarray(X64, jnp.float32), jnp.asarray(y64, jnp.float32)
+
+    def loss(params: dict[str, jax.Array]) -> jax.Array:
+        z = X @ params["w"] + params["b"]
+        return jnp.mean(jax.nn.softplus(z) - y * z) + 0.5 * LAMBDA * params["w"] @ params["w"]
+
+    params = {"w": jnp.zeros(30), "b": jnp.zeros(())}
+    trajectory, state = run(make_tx(), loss, params, 14)
+    errors = [
+        np.max(np.abs(np.r_[np.asarray(p["w"]), float(p["b"])] - reference)) for p in trajectory
+    ]
+    steps = next(k for k, e in enumerate(errors) if e < 1e-4)
+    assert steps < 15
+    assert steps <= 8  # quadratic (newton) or superlinear (newton_cg) convergence: 7 steps each
+    assert max(errors[steps:]) < 1e-4  # and it stays there
+    chex.assert_trees_all_equal_shapes_and_dtypes(trajectory[-1], params)
+    assert int(newton_state(state).num_fallbacks) == 0
+    assert int(newton_state(state).num_negative_curvature) == 0
+
+
+# --- 3. Saddle points, singular and non-finite Hessians -----------------------------------------
+
+
+def saddle(theta: jax.Array) -> jax.Array:
+    """x^2 - y^2 + y^4/4: a saddle at (0, 0), minima at (0, +-sqrt(2)) where the loss is -1."""
+    x, y = theta[0], theta[1]
+    return x**2 - y**2 + y**4 / 4
+
+
+NEAR_SADDLE = jnp.array([0.5, 0.01])
+
+
+def test_plain_newton_is_attracted_to_the_saddle() -> None:
+    """Newton solves grad L = 0 and does not tell a saddle from a minimum (the lecture's caveat)."""
+    trajectory, state = run(newton(), saddle, NEAR_SADDLE, 5)
+    assert float(jnp.max(jnp.abs(trajectory[-1]))) < 1e-6
+    assert float(saddle(trajectory[-1])) == pytest.approx(0.0, abs=1e-10)
+    # Every step saw the indefinite Hessian diag(2, -2 + 3 y^2) and took it at face value.
+    assert int(newton_state(state).num_negative_curvature) == 5
+    assert int(newton_state(state).num_fallbacks) == 0
+
+
+@pytest.mark.parametrize(
+    "make_tx",
+    [
+        lambda: newton(saddle_free=True),
+        lambda: newton(damping=3.0),  # > 2 = minus the smallest eigenvalue: H + 3I is SPD
+        lambda: newton_cg(),  # Steihaug: stops at negative curvature
+    ],
+    ids=["saddle_free", "damping", "newton_cg"],
+)
+def test_safe_options_escape_the_saddle_to_a_minimum(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    trajectory, state = run(make_tx(), saddle, NEAR_SADDLE, 40)
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in trajectory)
+    final = trajectory[-1]
+    np.testing.assert_allclose(np.asarray(final), [0.0, math.sqrt(2.0)], atol=1e-4)
+    assert float(saddle(final)) == pytest.approx(-1.0, abs=1e-6)
+    assert int(newton_state(state).num_fallbacks) == 0
+
+
+def test_newton_cg_returns_the_gradient_at_negative_curvature() -> None:
+    """On the saddle's y axis the first CG direction has negative curvature: steepest descent."""
+    theta = jnp.array([0.0, 0.1])
+    g = jax.grad(saddle)(theta)
+    tx = scale_by_newton_cg()
+    direction, state = jax.jit(lambda s: tx.update(g, s, theta, value_fn=saddle))(tx.init(theta))
+    chex.assert_trees_all_close(direction, g)
+    assert int(state.num_negative_curvature) == 1
+    assert int(state.cg_iterations) == 1
+
+
+def test_newton_cg_keeps_the_last_iterate_at_later_negative_curvature() -> None:
+    """H = diag(2, -1), g = (1, 0.1): the first CG direction g has positive curvature, the second
+    negative. CG stops there and returns its first iterate, the Cauchy step (g.g / g.Hg) g."""
+    h = jnp.array([2.0, -1.0])
+
+    def loss(t: jax.Array) -> jax.Array:
+        return 0.5 * jnp.sum(h * t * t)
+
+    theta = jnp.array([0.5, -0.1])  # g = h * theta = (1, 0.1)
+    g = jax.grad(loss)(theta)
+    tx = scale_by_newton_cg(tol=1e-6)  # the default tolerance would stop after one iteration
+    direction, state = jax.jit(lambda s: tx.update(g, s, theta, value_fn=loss))(tx.init(theta))
+    cauchy = (g @ g) / (g @ (h * g)) * g
+    chex.assert_trees_all_close(direction, cauchy, rtol=1e-6)
+    assert int(state.num_negative_curvature) == 1
+    assert int(state.cg_iterations) == 2
+
+
+def indefinite_quadratic(seed: int, d: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A symmetric matrix with eigenvalues of both signs (|lambda| in [0.5, 4]) and a vector."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    eigenvalues = np.linspace(0.5, 4.0, d) * np.where(np.arange(d) % 2 == 0, 1.0, -1.0)
+    return (Q * eigenvalues) @ Q.T, rng.standard_normal(d)
+
+
+@pytest.mark.parametrize(
+    ("spd", "damping", "saddle_free"),
+    [
+        (True, 0.3, False),
+        (False, 0.0, False),
+        (False, 0.3, False),
+        (False, 5.0, False),
+        (False, 0.0, True),
+        (False, 0.3, True),
+    ],
+)
+def test_dense_direction_matches_float64_linear_algebra(
+    spd: bool, damping: float, saddle_free: bool
+) -> None:
+    """(H + lambda I)^-1 g, or (|H| + lambda I)^-1 g, against NumPy float64.
+
+    On the indefinite H, damping 0.3 leaves H + lambda I indefinite (the eigendecomposition path)
+    and 5.0 makes it SPD (the Cholesky path), as does any damping of the SPD one.
+    """
+    M, c = indefinite_quadratic(1)
+    if spd:
+        eigenvalues, Q = np.linalg.eigh(M)
+        M = (Q * np.abs(eigenvalues)) @ Q.T
+    theta = np.random.default_rng(2).standard_normal(6)
+
+    def loss(t: jax.Array) -> jax.Array:
+        return 0.5 * t @ jnp.asarray(M, jnp.float32) @ t + jnp.asarray(c, jnp.float32) @ t
+
+    g = M @ theta + c
+    eigenvalues, Q = np.linalg.eigh(M)
+    mu = (np.abs(eigenvalues) if saddle_free else eigenvalues) + damping
+    expected = Q @ ((Q.T @ g) / mu)
+
+    tx = scale_by_newton(damping=damping, saddle_free=saddle_free)
+    t32 = jnp.asarray(theta, jnp.float32)
+    direction, state = jax.jit(lambda t, s: tx.update(jax.grad(loss)(t), s, t, value_fn=loss))(
+        t32, tx.init(t32)
+    )
+    np.testing.assert_allclose(np.asarray(direction), expected, rtol=1e-4, atol=1e-5)
+    indefinite = np.min(eigenvalues + damping) <= 0
+    assert int(state.num_negative_curvature) == int(indefinite)
+
+
+@pytest.mark.parametrize("damping", [0.0, 5.0])
+def test_cg_direction_matches_float64_linear_algebra(damping: float) -> None:
+    """With a tight tolerance truncated CG is the exact solve of (H + lambda I) x = g when that
+    matrix is SPD (|H| here, and H + 5 I of the indefinite matrix)."""
+    M, c = indefinite_quadratic(3)
+    if damping == 0.0:
+        eigenvalues, Q = np.linalg.eigh(M)
+        M = (Q * np.abs(eigenvalues)) @ Q.T
+    theta = np.random.default_rng(4).standard_normal(6)
+
+    def loss(t: jax.Array) -> jax.Array:
+        return 0.5 * t @ jnp.asarray(M, jnp.float32) @ t + jnp.asarray(c, jnp.float32) @ t
+
+    g = M @ theta + c
+    expected = np.linalg.solve(M + damping * np.eye(6), g)
+    tx = scale_by_newton_cg(damping=damping, tol=1e-6)
+    t32 = jnp.asarray(theta, jnp.float32)
+    direction, state = jax.jit(lambda t, s: tx.update(jax.grad(loss)(t), s, t, value_fn=loss))(
+        t32, tx.init(t32)
+    )
+    np.testing.assert_allclose(np.asarray(direction), expected, rtol=1e-4, atol=1e-5)
+    assert int(state.num_negative_curvature) == 0
+
+
+def test_singular_hessian_gives_finite_parameters() -> None:
+    """L = (x + y)^2 has H = [[2, 2], [2, 2]]: singular. Newton takes the minimum-norm step."""
+
+    def loss(t: jax.Array) -> jax.Array:
+        return (t[0] + t[1]) ** 2
+
+    start = jnp.array([1.0, 2.0])
+    for tx in [newton(), newton(damping=1e-3), newton(saddle_free=True), newton_cg()]:
+        trajectory, state = run(tx, loss, start, 3)
+        assert all(bool(jnp.all(jnp.isfinite(p))) for p in trajectory)
+        assert float(loss(trajectory[-1])) < 1e-8
+        assert int(newton_state(state).num_fallbacks) == 0
+    # The undamped step moves only within the range of H, along (1, 1): to (-0.5, 0.5).
+    (_, theta1), _ = run(newton(), loss, start, 1)
+    np.testing.assert_allclose(np.asarray(theta1), [-0.5, 0.5], atol=1e-6)
+
+
+def test_rank_deficient_least_squares_gets_the_minimum_norm_solution() -> None:
+    """|X theta - y|^2 with a column equal to the sum of two others: in float32 the Hessian 2 X^T X
+    has a rounding-noise eigenvalue instead of 0. Newton must not divide by it: one step gives
+    the minimum-norm least-squares solution, as numpy's lstsq does in float64."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3))
+    X[:, 2] = X[:, 0] + X[:, 1]
+    y = rng.standard_normal(20)
+    X32, y32 = jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32)
+
+    def loss(t: jax.Array) -> jax.Array:
+        return jnp.sum((X32 @ t - y32) ** 2)
+
+    (_, theta1), state = run(newton(), loss, jnp.zeros(3), 1)
+    expected = np.linalg.lstsq(X, y, rcond=None)[0]
+    np.testing.assert_allclose(np.asarray(theta1), expected, atol=1e-5)
+    assert int(newton_state(state).num_negative_curvature) == 1  # singular: not the Cholesky path
+
+
+def test_flat_direction_is_left_alone() -> None:
+    """A parameter the loss ignores has zero curvature and zero gradient: it must not move."""
+
+    def loss(p: dict[str, jax.Array]) -> jax.Array:
+        return jnp.sum((p["used"] - 3.0) ** 2)
+
+    params = {"used": jnp.array([1.0, -1.0]), "unused": jnp.array(7.0)}
+    for tx in [newton(), newton(saddle_free=True), newton_cg()]:
+        trajectory, _ = run(tx, loss, params, 2)
+        chex.assert_trees_all_close(
+            trajectory[1], {"used": jnp.array([3.0, 3.0]), "unused": jnp.array(7.0)}, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_non_finite_solve_falls_back_to_the_gradient(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    """sqrt|theta| has an infinite second derivative at 0: the step is -eta g, counted."""
+
+    def loss(t: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.sqrt(jnp.abs(t)))
+
+    tx = make_tx()
+    theta = jnp.zeros(3)
+    g = jnp.array([0.5, -1.0, 2.0])  # a finite (say, clipped or subgradient) direction
+    updates, state = jax.jit(lambda g, s: tx.update(g, s, theta, value_fn=loss))(g, tx.init(theta))
+    chex.assert_trees_all_close(updates, -g)
+    assert int(newton_state(state).num_fallbacks) == 1
+    assert int(newton_state(state).num_negative_curvature) == 0
+    # The counter saturates instead of wrapping around.
+    top = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
+    full = (newton_state(state)._replace(num_fallbacks=top), *state[1:])
+    _, state = jax.jit(lambda g, s: tx.update(g, s, theta, value_fn=loss))(g, full)
+    assert int(newton_state(state).num_fallbacks) == np.iinfo(np.int32).max
+
+
+# --- 4. jit, optax chains and line searches, extra arguments, bf16, validation -------------------
+
+
+def quadratic_pytree() -> tuple[Loss, dict[str, jax.Array]]:
+    """A coupled convex quadratic on a pytree (a matrix, a vector and a scalar leaf)."""
+    A = jnp.asarray(random_spd_quadratic()[:10, :10], jnp.float32)
+
+    def loss(p: dict[str, jax.Array]) -> jax.Array:
+        flat = jnp.concatenate([p["m"].ravel(), p["v"], p["s"][None]])
+        return flat @ A @ flat + jnp.sum(flat)
+
+    params = {"m": jnp.ones((2, 3)), "v": jnp.ones(3), "s": jnp.ones(())}
+    return loss, params
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_second_update_does_not_recompile(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    loss, params = quadratic_pytree()
+    tx = make_tx()
+    traces = 0
+
+    def step(params: Any, state: Any) -> Any:
+        nonlocal traces
+        traces += 1
+        updates, state = tx.update(jax.grad(loss)(params), state, params, value_fn=loss)
+        return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(step)
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = jitted(params, state)
+    assert traces == 1
+    chex.assert_tree_all_finite(params)
+
+
+def test_state_type_does_not_depend_on_flags_or_steps() -> None:
+    """One NamedTuple of int32 scalars per transform, the same before and after an update (so it
+    can be the carry of lax.scan), whatever the flags."""
+    loss, params = quadratic_pytree()
+    g = jax.grad(loss)(params)
+    cases = [
+        (ScaleByNewtonState, scale_by_newton()),
+        (ScaleByNewtonState, scale_by_newton(damping=0.1, saddle_free=True)),
+        (ScaleByNewtonCGState, scale_by_newton_cg()),
+        (ScaleByNewtonCGState, scale_by_newton_cg(damping=0.1, max_iters=3, tol=0.1)),
+    ]
+    for state_type, tx in cases:
+        state = tx.init(params)
+        _, new_state = jax.jit(lambda s: tx.update(g, s, params, value_fn=loss))(state)  # noqa: B023
+        for st in (state, new_state):
+            assert type(st) is state_type
+            assert all(leaf.dtype == jnp.int32 and leaf.shape == () for leaf in st)
+        assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize(
+    "make_tx", [newton, lambda: newton_cg(tol=1e-6)], ids=["newton", "newton_cg"]
+)
+def test_composes_after_clip_by_global_norm(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    """The incoming updates are g: clipping scales the Newton direction of a quadratic."""
+    A = jnp.diag(jnp.array([1.0, 100.0]))
+
+    def loss(t: jax.Array) -> jax.Array:
+        return t @ A @ t
+
+    theta = jnp.array([1.0, 1.0])
+    tx = optax.chain(optax.clip_by_global_norm(1.0), make_tx())
+    g = jax.grad(loss)(theta)
+    updates, _ = jax.jit(lambda s: tx.update(g, s, theta, value_fn=loss))(tx.init(theta))
+    clipped = g / jnp.linalg.norm(g)
+    chex.assert_trees_all_close(updates, -clipped / jnp.diag(2 * A), rtol=1e-5)
+
+
+def rosenbrock(t: jax.Array) -> jax.Array:
+    return 100.0 * (t[1] - t[0] ** 2) ** 2 + (1.0 - t[0]) ** 2
+
+
+def test_backtracking_line_search_makes_newton_monotone_on_rosenbrock() -> None:
+    """optax's line search takes the same value_fn; Newton alone overshoots out of the valley."""
+    start = jnp.array([-1.2, 1.0])
+
+    def values(tx: optax.GradientTransformation, steps: int) -> tuple[list[float], jax.Array]:
+        @jax.jit
+        def step(t: jax.Array, s: Any) -> tuple[jax.Array, Any, jax.Array]:
+            value, g = jax.value_and_grad(rosenbrock)(t)
+            updates, s = tx.update(g, s, t, value=value, grad=g, value_fn=rosenbrock)
+            return optax.apply_updates(t, updates), s, value
+
+        t, s, out = start, tx.init(start), []
+        for _ in range(steps):
+            t, s, value = step(t, s)
+            out.append(float(value))
+        return out, t
+
+    plain, _ = values(newton(), 3)
+    assert plain[2] > 10 * plain[0]  # the raw Newton step jumps far uphill at step 2
+
+    searched, final = values(
+        optax.chain(newton(), optax.scale_by_backtracking_linesearch(max_backtracking_steps=30)),
+        30,
+    )
+    assert all(b <= a for a, b in itertools.pairwise(searched))
+    np.testing.assert_allclose(np.asarray(final), [1.0, 1.0], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "line_search",
+    [
+        lambda: optax.scale_by_zoom_linesearch(max_linesearch_steps=20),
+        lambda: optax.scale_by_backtracking_linesearch(max_backtracking_steps=20),
+    ],
+    ids=["zoom", "backtracking"],
+)
+def test_newton_cg_with_a_line_search_descends_from_the_saddle(
+    line_search: Callable[[], optax.GradientTransformation],
+) -> None:
+    tx = optax.chain(newton_cg(), line_search())
+
+    @jax.jit
+    def step(t: jax.Array, s: Any) -> tuple[jax.Array, Any, jax.Array]:
+        value, g = jax.value_and_grad(saddle)(t)
+        updates, s = tx.update(g, s, t, value=value, grad=g, value_fn=saddle)
+        return optax.apply_updates(t, updates), s, value
+
+    t, s, values = NEAR_SADDLE, tx.init(NEAR_SADDLE), []
+    for _ in range(15):
+        t, s, value = step(t, s)
+        values.append(float(value))
+    assert all(b <= a for a, b in itertools.pairwise(values))
+    np.testing.assert_allclose(np.asarray(t), [0.0, math.sqrt(2.0)], atol=1e-3)
+
+
+def test_extra_arguments_are_passed_to_value_fn() -> None:
+    """loss(params, batch) gets batch= from update's keywords, as optax's line searches do."""
+
+    def loss(w: jax.Array, batch: jax.Array) -> jax.Array:
+        return jnp.sum((w - jnp.mean(batch)) ** 2) + jnp.sum(w**4)
+
+    w, batch = jnp.zeros(2), jnp.array([1.0, 2.0, 3.0])
+    g = jax.grad(loss)(w, batch)
+    for make_tx in (scale_by_newton, scale_by_newton_cg):
+        tx = make_tx()
+        got, _ = jax.jit(
+            lambda s, b: tx.update(g, s, w, value_fn=loss, batch=b, unrelated=1)  # noqa: B023
+        )(tx.init(w), batch)
+        expected, _ = jax.jit(
+            lambda s: tx.update(g, s, w, value_fn=lambda p: loss(p, batch))  # noqa: B023
+        )(tx.init(w))
+        chex.assert_trees_all_close(got, expected)
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_bf16_params_stay_bf16_and_the_step_is_computed_in_float32(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    loss32, params32 = quadratic_pytree()
+    seen_dtypes: set[Any] = set()
+
+    def loss(p: dict[str, jax.Array]) -> jax.Array:
+        seen_dtypes.update(leaf.dtype for leaf in jax.tree.leaves(p))
+        return loss32(p)
+
+    params = jax.tree.map(lambda p: (0.3 * p).astype(jnp.bfloat16), params32)
+    grads = jax.grad(loss32)(params)
+    tx = make_tx()
+    updates, _ = jax.jit(lambda g, s: tx.update(g, s, params, value_fn=loss))(
+        grads, tx.init(params)
+    )
+    chex.assert_trees_all_equal_dtypes(updates, params)
+    chex.assert_trees_all_equal_dtypes(optax.apply_updates(params, updates), params)
+    assert seen_dtypes == {jnp.dtype(jnp.float32)}  # value_fn saw float32 parameters
+
+    # The same numbers as the float32 computation on the upcast inputs, rounded once at the end.
+    def up(tree: Any) -> Any:
+        return jax.tree.map(lambda x: x.astype(jnp.float32), tree)
+
+    ref_tx = make_tx()
+    ref, _ = jax.jit(lambda g, s: ref_tx.update(g, s, up(params), value_fn=loss32))(
+        up(grads), ref_tx.init(up(params))
+    )
+    chex.assert_trees_all_close(
+        up(updates), up(jax.tree.map(lambda x: x.astype(jnp.bfloat16), ref)), rtol=1e-2
+    )
+
+
+def test_inject_hyperparams() -> None:
+    loss, params = quadratic_pytree()
+    for make_tx, kwargs in [
+        (newton, {"learning_rate": 0.5, "damping": 0.1}),
+        (newton_cg, {"learning_rate": 0.5, "damping": 0.1, "max_iters": 20, "tol": 1e-4}),
+    ]:
+        injected = optax.inject_hyperparams(make_tx)(**kwargs)
+        (_, got), _ = run(injected, loss, params, 1)
+        (_, expected), _ = run(make_tx(**kwargs), loss, params, 1)
+        chex.assert_trees_all_close(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "name"),
+    [
+        (newton, {"learning_rate": -1.0}, "learning_rate"),
+        (newton, {"damping": -0.1}, "damping"),
+        (newton, {"damping": float("nan")}, "damping"),
+        (newton, {"saddle_free": 1}, "saddle_free"),
+        (newton, {"max_params": 0}, "max_params"),
+        (newton, {"max_params": 100.0}, "max_params"),
+        (scale_by_newton, {"max_params": True}, "max_params"),
+        (newton_cg, {"learning_rate": -1.0}, "learning_rate"),
+        (newton_cg, {"damping": -1.0}, "damping"),
+        (newton_cg, {"max_iters": 0}, "max_iters"),
+        (newton_cg, {"max_iters": 2.5}, "max_iters"),
+        (newton_cg, {"tol": 1.0}, "tol"),
+        (scale_by_newton_cg, {"tol": -1e-3}, "tol"),
+    ],
+)
+def test_bad_hyperparameters_raise(
+    factory: Callable[..., Any], kwargs: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(ValueError, match=name):
+        factory(**kwargs)
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_missing_value_fn_or_params_raises(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    tx = make_tx()
+    w = jnp.ones(2)
+    with pytest.raises(ValueError, match=r"(?s)value_fn was not given.*value_fn=loss"):
+        tx.update(w, tx.init(w), w)
+    with pytest.raises(ValueError, match=r"params was not given"):
+        tx.update(w, tx.init(w), value_fn=jnp.sum)
+    with pytest.raises(ValueError, match=r"value_fn and params were not given"):
+        tx.update(w, tx.init(w))
+    with pytest.raises(ValueError, match="scalar"):
+        tx.update(w, tx.init(w), w, value_fn=lambda p: p**2)
+    with pytest.raises(ValueError, match="tree structure"):
+        tx.update({"a": w}, tx.init(w), w, value_fn=jnp.sum)
+
+
+def test_max_params_exceeded_raises_with_the_remedy() -> None:
+    params = {"w": jnp.ones((4, 5)), "b": jnp.ones(5)}  # d = 25
+
+    def loss(p: dict[str, jax.Array]) -> jax.Array:
+        return jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2)
+
+    tx = newton(max_params=24)
+    with pytest.raises(ValueError, match=r"d = 25.*max_params = 24.*max_params=25.*newton_cg"):
+        tx.init(params)
+    with pytest.raises(ValueError, match="max_params"):  # also when only update sees the params
+        jax.jit(lambda s: tx.update(params, s, params, value_fn=loss))(tx.init(jnp.ones(3)))
+    (_, new), _ = run(newton(max_params=25), loss, params, 1)
+    chex.assert_trees_all_close(new, jax.tree.map(jnp.zeros_like, params), atol=1e-6)
