@@ -7,7 +7,9 @@ import importlib
 import pkgutil
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import jaxopt_lectures
@@ -31,12 +33,17 @@ def test_readme_python_runs() -> None:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     assert blocks, "the README has no Python example"
+    namespaces = []
     for block in blocks:
-        namespace: dict[str, object] = {}
+        namespace: dict[str, Any] = {}
         exec(compile(block, "README.md", "exec"), namespace)
+        namespaces.append(namespace)
     # The ten-line example trains: NAG brings theta . A theta close to its minimum.
-    w = namespace["w"]
-    assert float(namespace["loss"](w)) < 1e-6  # type: ignore[operator]
+    first = namespaces[0]
+    assert float(first["loss"](first["w"])) < 1e-6
+    # The Newton example lands on the quadratic's minimizer in one step.
+    newton = next(ns for ns in namespaces if "theta" in ns)
+    np.testing.assert_allclose(newton["theta"], [0.0, 0.0], atol=1e-6)
 
 
 def test_readme_starts_with_the_two_commands() -> None:
