@@ -27,6 +27,8 @@ from jaxopt_lectures.optimizers.sgd import (
     scale_by_learning_rate,
     sgd,
 )
+from jaxopt_lectures.packed import packed
+from jaxopt_lectures.sharding import init_sharded, state_shardings
 
 __version__ = "0.1.0"
 
@@ -44,12 +46,14 @@ __all__ = [
     "adagrad",
     "adam",
     "diagnostics",
+    "init_sharded",
     "inverse_time_decay",
     "momentum",
     "nag",
     "newton",
     "newton_cg",
     "nn",
+    "packed",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
@@ -59,5 +63,6 @@ __all__ = [
     "scale_by_newton_cg",
     "scale_by_rms",
     "sgd",
+    "state_shardings",
     "trace",
 ]

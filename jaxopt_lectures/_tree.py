@@ -21,8 +21,12 @@ safe_increment = optax.safe_increment  # int32 step counter that saturates inste
 
 
 def zeros_like(params: optax.Params, dtype: Any = None) -> optax.Params:
-    """A tree of zeros shaped like ``params``, in ``dtype`` or else in each parameter's dtype."""
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    """A tree of zeros shaped like ``params``, in ``dtype`` or else in each parameter's dtype.
+
+    ``jnp.zeros_like`` keeps each parameter's sharding, so the state of a sharded model is born
+    sharded like it (on every device at once, never gathered on one first), eagerly or under jit.
+    """
+    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
 
 
 def compute_dtype(*dtypes: Any) -> Any:
