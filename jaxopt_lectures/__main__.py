@@ -1,31 +1,21 @@
-"""Command line: ``python -m jaxopt_lectures`` (also installed as ``jaxopt-lectures``)."""
+"""Command line: ``python -m jaxopt_lectures`` (also installed as ``jaxopt-lectures``).
+
+Reproduces the lecture: ``python -m jaxopt_lectures run --out lecture-results`` (``--quick`` for a
+run of well under a minute, ``list`` for the experiments). See
+:mod:`jaxopt_lectures.experiments.cli`.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demonstration; return the process exit code."""
-    parser = argparse.ArgumentParser(
-        prog="jaxopt-lectures",
-        description=(
-            "Train the same MLP on scikit-learn's bundled digits with each optimizer of the "
-            "lecture (SGD with a decaying rate, momentum, NAG, AdaGrad, RMSprop, AdaDelta, Adam) "
-            "and print the loss going down."
-        ),
-    )
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per optimizer (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data split and init")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    from jaxopt_lectures.experiments.cli import main as cli_main
 
-    from jaxopt_lectures._demo import run_demo
-
-    run_demo(epochs=args.epochs, seed=args.seed)
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,146 @@
+"""Data for the experiments: scikit-learn's bundled digits by default, or any ``(X, y)`` arrays.
+
+The lecture splits the data set D into a training set and a validation set (and keeps a test set
+apart to measure the final choice). Inputs are standardized with the *training* set's statistics,
+the lecture's input normalization, using the library's streaming normalizer
+(:func:`jaxopt_lectures.nn.normalizer_fit` and :func:`jaxopt_lectures.nn.normalize`). The digits'
+border pixels are always 0 in training, so the standard deviation is floored (at 1 pixel unit for
+the digits) instead of dividing a rare non-zero test pixel by sqrt(eps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+import numpy as np
+
+import jaxopt_lectures as jl
+from jaxopt_lectures.experiments._deps import require
+
+__all__ = ["Dataset", "digits", "make_dataset"]
+
+
+class Dataset(NamedTuple):
+    """A train/validation/test split of a classification data set (NumPy arrays).
+
+    ``x_*`` are float32 of shape ``(n, features)``; ``y_*`` int32 class labels in
+    ``[0, num_classes)``. ``name`` says where the data came from (``"digits"`` or
+    ``"user:<hash>"``), so that stored results can tell whether they were made on the same data.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    name: str
+    standardized: bool
+
+    @property
+    def num_features(self) -> int:
+        """The number of input components."""
+        return int(self.x_train.shape[1])
+
+    def describe(self) -> str:
+        """One line: the source, the split sizes and the preprocessing."""
+        how = "standardized with the training statistics" if self.standardized else "raw"
+        return (
+            f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} validation / "
+            f"{len(self.x_test)} test examples, {self.num_features} features, "
+            f"{self.num_classes} classes, {how}"
+        )
+
+
+def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    digest = hashlib.sha1(np.ascontiguousarray(X, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(y, np.int64).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def make_dataset(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    standardize: bool = True,
+    min_std: float = 0.0,
+    name: str | None = None,
+) -> Dataset:
+    """Shuffle, split into train/validation/test, and standardize with the training statistics.
+
+    Args:
+      X: inputs, shape ``(n, features)`` (anything else is flattened to that).
+      y: integer class labels, shape ``(n,)``; they are re-coded to ``0 .. num_classes - 1``.
+      seed: the seed of the shuffle.
+      fractions: the train, validation and test fractions; they must add up to 1.
+      standardize: apply the lecture's input normalization, x_hat = (x - mu) / sigma, with the
+        training set's mean and standard deviation (the validation and test sets reuse them).
+      min_std: a floor on sigma, in the units of ``X`` (see :func:`jaxopt_lectures.nn.normalize`).
+      name: a label for reports; defaults to ``"user:<hash of the arrays>"``.
+
+    Returns:
+      A :class:`Dataset`.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxopt_lectures.experiments.data import make_dataset
+      >>> X = np.arange(40.0).reshape(20, 2); y = np.arange(20) % 2
+      >>> data = make_dataset(X, y, seed=0)
+      >>> len(data.x_train), len(data.x_val), len(data.x_test), data.num_classes
+      (12, 4, 4, 2)
+      >>> bool(abs(data.x_train.mean()) < 1e-5)
+      True
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim < 2 or len(X) != len(y) or y.ndim != 1:
+        raise ValueError(
+            f"make_dataset: X must be (n, features) and y (n,) with the same n; got X {X.shape} "
+            f"and y {y.shape}"
+        )
+    X = X.reshape(len(X), -1).astype(np.float32)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("make_dataset: X has non-finite values")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three numbers >= 0 adding up to 1, got {fractions}")
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("make_dataset: y needs at least two classes")
+    name = name or f"user:{_fingerprint(X, y)}"
+    order = np.random.default_rng(seed).permutation(len(X))
+    X, codes = X[order], codes[order].astype(np.int32)
+    n_train = round(fractions[0] * len(X))
+    n_val = round(fractions[1] * len(X))
+    if n_train < 2 or n_val < 1 or len(X) - n_train - n_val < 1:
+        raise ValueError(f"make_dataset: {len(X)} examples are too few to split as {fractions}")
+    if standardize:
+        stats = jl.nn.normalizer_fit(X[:n_train])  # the training set's mu and sigma^2 only
+        X = np.asarray(jl.nn.normalize(stats, X, eps=0.0 if min_std > 0 else 1e-8, min_std=min_std))
+    parts = np.split(X, [n_train, n_train + n_val])
+    labels = np.split(codes, [n_train, n_train + n_val])
+    return Dataset(
+        x_train=parts[0],
+        y_train=labels[0],
+        x_val=parts[1],
+        y_val=labels[1],
+        x_test=parts[2],
+        y_test=labels[2],
+        num_classes=len(classes),
+        name=name,
+        standardized=standardize,
+    )
+
+
+def digits(*, seed: int = 0, standardize: bool = True) -> Dataset:
+    """scikit-learn's bundled digits (1,797 8x8 images, 0-16 gray levels), split 60/20/20.
+
+    Offline: the data ships inside scikit-learn. Standardized per pixel with the training set's
+    statistics and the standard deviation floored at 1 gray level, unless ``standardize=False``.
+    """
+    datasets = require("sklearn.datasets")
+    X, y = datasets.load_digits(return_X_y=True)
+    return make_dataset(X, y, seed=seed, standardize=standardize, min_std=1.0, name="digits")

@@ -1,0 +1,177 @@
+"""Experiment 5: overfitting on a small training split, early stopping, and dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import jaxopt_lectures as jl
+from jaxopt_lectures.experiments import figures
+from jaxopt_lectures.experiments.base import Claim, Context, Result, mean_std
+from jaxopt_lectures.experiments.engine import MLP, History, TrainRun, train
+
+__all__ = ["run"]
+
+NUM_TRAIN = 200
+DROPOUT = 0.5
+
+
+def run(ctx: Context) -> Result:
+    """A large MLP memorizes a small training set: "when the training process becomes too specific
+    to the training set", validation loss turns up while training loss keeps falling; early
+    stopping keeps the best-validation parameters; dropout ("knocking out at random") is the cure
+    the lecture proposes: "initially, the performance on D_val improves slowly, then it becomes
+    better and more resilient to overfitting".
+
+    Settings: a 2x512 ReLU MLP trained with Adam (1e-3) on the first 200 training digits,
+    mini-batches of 50, 150 epochs (40 quick), 3 seeds (2 quick), without and with dropout 0.5
+    after each hidden layer; the same seeds give both the same initialization and batch order.
+
+    Measured per epoch, in inference mode on the whole splits: training and validation loss, their
+    gap (validation - training) and the accuracies; the epoch of the lowest validation loss, the
+    test accuracy of those parameters (early stopping) and of the last ones.
+    """
+    full = ctx.data()
+    n = min(NUM_TRAIN, len(full.x_train))
+    data = full._replace(x_train=full.x_train[:n], y_train=full.y_train[:n])
+    epochs = ctx.pick(150, 40)
+    seeds = ctx.seeds(full=3, quick=2)
+    batch = min(50, n)
+    runs = [TrainRun(jl.adam, (1e-3,), MLP((512, 512), dropout_rate=r)) for r in (0.0, DROPOUT)]
+    plain, drop = (h for h in train(runs, data, epochs=epochs, seeds=seeds, batch_size=batch))
+    ctx.advance(1)
+    ep = plain.epochs
+
+    def stats(h: History) -> dict[str, np.ndarray]:
+        gap = h.val_loss[0] - h.train_loss[0]
+        best = h.best_index[0]
+        rows = np.arange(len(best))
+        return {
+            "best_epoch": ep[best],
+            "best_val_loss": h.val_loss[0][rows, best],
+            "final_val_loss": h.val_loss[0, :, -1],
+            "train_loss_at_best": h.train_loss[0][rows, best],
+            "final_train_loss": h.train_loss[0, :, -1],
+            "gap": gap,
+            "final_gap": gap[:, -1],
+            "final_acc_gap": (h.train_acc[0] - h.val_acc[0])[:, -1],
+            "test_acc_early_stopping": h.test_acc[0],
+            "test_acc_final": h.final_test_acc[0],
+        }
+
+    s0, s1 = stats(plain), stats(drop)
+    mean_gap0, mean_gap1 = s0["gap"].mean(0), s1["gap"].mean(0)
+    smaller = ep[(mean_gap1 < mean_gap0)]
+    smaller = smaller[smaller > 0]
+
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    for ax, h, s, title in (
+        (axes[0], plain, s0, "without dropout"),
+        (axes[1], drop, s1, f"with dropout {DROPOUT:g}"),
+    ):
+        figures.band(ax, ep, h.train_loss[0], label="training loss", color="#1f77b4")
+        figures.band(ax, ep, h.val_loss[0], label="validation loss", color="#d62728")
+        for i, (e, v) in enumerate(zip(s["best_epoch"], s["best_val_loss"], strict=True)):
+            ax.plot(
+                e,
+                v,
+                "v",
+                color="k",
+                markersize=9,
+                label="early stopping (lowest val loss, per seed)" if i == 0 else None,
+            )
+        ax.set_yscale("log")
+        ax.set(
+            title=f"{title}: {n} training examples",
+            xlabel="epoch",
+            ylabel="cross-entropy (log scale)",
+        )
+        ax.legend(loc="lower left")
+    lo = min(axes[0].get_ylim()[0], axes[1].get_ylim()[0])
+    hi = max(axes[0].get_ylim()[1], axes[1].get_ylim()[1])
+    for ax in axes[:2]:
+        ax.set_ylim(lo, hi)
+    ax = axes[2]
+    figures.band(ax, ep, s0["gap"], label="without dropout", color="#1f77b4")
+    figures.band(ax, ep, s1["gap"], label=f"dropout {DROPOUT:g}", color="#ff7f0e")
+    ax.set(title="Generalization gap: val loss - train loss", xlabel="epoch", ylabel="loss gap")
+    ax.legend()
+    fig.suptitle(
+        f"Overfitting: 2x512 ReLU MLP, Adam 1e-3, {len(seeds)} seeds (mean and min-max band)"
+    )
+    fig.tight_layout()
+    name = figures.save(fig, ctx.figure_path("overfitting.png"))
+    ctx.advance(1)
+
+    overfit = bool(
+        np.all(s0["best_epoch"] <= 0.5 * epochs)
+        and np.all(s0["final_val_loss"] > s0["best_val_loss"])
+        and np.all(s0["final_train_loss"] < s0["train_loss_at_best"])
+    )
+    final_gap_lower = bool(s1["final_gap"].mean() < s0["final_gap"].mean())
+    best_lower = bool(s1["best_val_loss"].mean() < s0["best_val_loss"].mean())
+    span = f"epochs {smaller.min():g}-{smaller.max():g}" if len(smaller) else "no epoch"
+    claims = [
+        Claim(
+            claim="Overfitting: validation loss turns up while training loss keeps falling",
+            held=overfit,
+            measured="lowest validation loss at epoch "
+            + ", ".join(f"{e:g}" for e in s0["best_epoch"])
+            + f" of {epochs}; from there to the end validation loss "
+            f"{mean_std(s0['best_val_loss'])} -> {mean_std(s0['final_val_loss'])} while training "
+            f"loss {mean_std(s0['train_loss_at_best'])} -> {mean_std(s0['final_train_loss'])}",
+            rule="every seed: best epoch in the first half, final val loss above the best, "
+            "final train loss below the train loss at the best epoch",
+        ),
+        Claim(
+            claim="Dropout lowers the final train/validation gap",
+            held=final_gap_lower,
+            measured=f"final gap (val - train loss): {mean_std(s1['final_gap'])} with dropout vs "
+            f"{mean_std(s0['final_gap'])} without; the mean gap is smaller with dropout at "
+            f"{len(smaller)} of {epochs} epochs ({span})",
+            rule="mean over seeds of the last epoch's gap is lower with dropout",
+        ),
+        Claim(
+            claim="Dropout makes the best (early-stopped) model better",
+            held=best_lower,
+            measured=f"best validation loss {mean_std(s1['best_val_loss'])} with dropout vs "
+            f"{mean_std(s0['best_val_loss'])}; test accuracy of the final parameters "
+            f"{100 * s1['test_acc_final'].mean():.1f}% vs {100 * s0['test_acc_final'].mean():.1f}%",
+            rule="mean best validation loss lower with dropout",
+        ),
+    ]
+    keep = {k: v for k, v in s0.items() if k != "gap"}
+    keep_d = {k: v for k, v in s1.items() if k != "gap"}
+    return Result(
+        numbers={
+            "epochs": ep,
+            "num_train": n,
+            "without_dropout": keep | {"mean_gap": mean_gap0},
+            "with_dropout": keep_d | {"mean_gap": mean_gap1, "rate": DROPOUT},
+            "epochs_where_dropout_gap_smaller": smaller,
+        },
+        figures=[name],
+        headlines=[
+            (
+                "epoch of lowest val loss (no dropout)",
+                ", ".join(f"{e:g}" for e in s0["best_epoch"]),
+            ),
+            (
+                "final gap: no dropout / dropout",
+                f"{mean_std(s0['final_gap'])} / {mean_std(s1['final_gap'])}",
+            ),
+            (
+                "best val loss: no dropout / dropout",
+                f"{mean_std(s0['best_val_loss'])} / {mean_std(s1['best_val_loss'])}",
+            ),
+        ],
+        claims=claims,
+        settings={
+            "model": "2x512 relu",
+            "optimizer": "adam 1e-3",
+            "epochs": epochs,
+            "batch_size": batch,
+            "seeds": list(seeds),
+            "dropout": DROPOUT,
+        },
+    )
