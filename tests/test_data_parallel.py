@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 SCRIPT = textwrap.dedent(
     r"""
@@ -95,3 +96,23 @@ def test_data_parallel_training_equals_one_device() -> None:
         # SGD and NAG, which do not normalize, agree to 3e-7.)
         bound = 1e-3 if name == "adam" else 1e-5
         assert r["max_state_rel_diff"] < bound, (name, r)
+
+
+def test_example_script_runs_on_eight_devices() -> None:
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    script = Path(__file__).resolve().parents[1] / "examples" / "data_parallel.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--epochs", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "8 device(s) of cpu" in result.stdout
+    accuracy = float(result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1])
+    assert accuracy > 0.85, result.stdout

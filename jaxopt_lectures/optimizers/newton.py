@@ -303,7 +303,9 @@ def scale_by_newton(
 
     Cost: one Hessian (d Hessian-vector products, batched by ``jax.hessian``: d times the memory
     of one, and O(d^2) for H) and one O(d^3) factorization per step. Use
-    :func:`scale_by_newton_cg` beyond a few thousand parameters.
+    :func:`scale_by_newton_cg` beyond a few thousand parameters. On sharded parameters the
+    raveled vector and the whole d x d Hessian are gathered (replicated), not sharded: the dense
+    step does not scale out, which is what ``max_params`` guards against.
 
     Dtypes: the Hessian and the solve run in at least float32 (``value_fn`` receives the
     parameters upcast, bf16 to float32); the updates come back in the gradient's dtype.
