@@ -50,7 +50,8 @@ def main() -> None:
     )
     tx = jl.nag(0.05, momentum=0.9)
     step = parallel.make_train_step(tx, activation="relu", mesh=mesh)
-    opt_state = tx.init(params)
+    params, bn_state = parallel.replicate((params, bn_state), mesh)
+    opt_state = jl.init_sharded(tx, params)  # replicated like params, created in place
     for epoch in range(args.epochs):
         params, bn_state, opt_state, losses = parallel.train_epochs(
             step, params, bn_state, opt_state, x_train, y_train,

@@ -46,8 +46,15 @@ SCRIPT = textwrap.dedent(
                                               activation="relu", batch_norm=True)
             tx = make()
             step = parallel.make_train_step(tx, activation="relu", mesh=m)
+            if m is None:
+                opt_state = tx.init(params)
+            else:
+                params, bn_state = parallel.replicate((params, bn_state), m)
+                opt_state = jl.init_sharded(tx, params)  # never on one device first
+                assert all(leaf.sharding.is_fully_replicated and len(leaf.devices()) == 8
+                           for leaf in jax.tree.leaves(opt_state))
             runs[label] = parallel.train_epochs(
-                step, params, bn_state, tx.init(params), x, y,
+                step, params, bn_state, opt_state, x, y,
                 epochs=3, batch_size=64, seed=0, mesh=m)
         one, eight = runs["one"], runs["eight"]
         # Largest difference of any float leaf relative to that leaf's own scale; ints exact.

@@ -128,7 +128,12 @@ def train_epochs(
     mesh: Mesh | None = None,
     axis: str = "data",
 ) -> tuple[Any, Any, Any, np.ndarray]:
-    """Run ``epochs`` passes over shuffled global mini-batches; return the state and the losses."""
+    """Run ``epochs`` passes over shuffled global mini-batches; return the state and the losses.
+
+    With ``mesh``, pass ``params`` and ``bn_state`` through :func:`replicate` and create the
+    optimizer state with ``jl.init_sharded(tx, params)``, so that nothing is first materialized on
+    one device; anything not yet on the mesh is replicated here.
+    """
     rng = np.random.default_rng(seed)
     losses = []
     if mesh is not None:
