@@ -33,7 +33,7 @@ def run(ctx: Context) -> Result:
     """Train one MLP per optimizer: "many different ways to improve performance and speed rate".
 
     Settings: a 2x128 ReLU MLP (He init) on the standardized digits, mini-batches of 64, 30 epochs
-    (10 quick), 3 seeds (2 quick); every optimizer sees the same initializations and mini-batch
+    (10 quick), 5 seeds (2 quick); every optimizer sees the same initializations and mini-batch
     orders. Rates: the library's defaults (Adam 1e-3, RMSprop 0.01, AdaGrad 0.01, AdaDelta 1.0),
     momentum and NAG 0.01 with momentum 0.9, and plain SGD at 0.01 and at 0.1. The eight
     optimizers and the seeds are lanes of one ``vmap`` (:func:`~.engine.select_optimizer`).
@@ -43,7 +43,7 @@ def run(ctx: Context) -> Result:
     """
     data = ctx.data()
     epochs = ctx.pick(30, 10)
-    seeds = ctx.seeds(full=3, quick=2)
+    seeds = ctx.seeds(full=5, quick=2)
     # Every optimizer is a lane of one vmap (select_optimizer): one compiled training loop.
     names = list(OPTIMIZERS)
     run_all = TrainRun(

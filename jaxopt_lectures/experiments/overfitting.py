@@ -23,7 +23,7 @@ def run(ctx: Context) -> Result:
     better and more resilient to overfitting".
 
     Settings: a 2x512 ReLU MLP trained with Adam (1e-3) on the first 200 training digits,
-    mini-batches of 50, 150 epochs (40 quick), 3 seeds (2 quick), without and with dropout 0.5
+    mini-batches of 50, 150 epochs (40 quick), 5 seeds (2 quick), without and with dropout 0.5
     after each hidden layer; the same seeds give both the same initialization and batch order.
 
     Measured per epoch, in inference mode on the whole splits: training and validation loss, their
@@ -34,7 +34,7 @@ def run(ctx: Context) -> Result:
     n = min(NUM_TRAIN, len(full.x_train))
     data = full._replace(x_train=full.x_train[:n], y_train=full.y_train[:n])
     epochs = ctx.pick(150, 40)
-    seeds = ctx.seeds(full=3, quick=2)
+    seeds = ctx.seeds(full=5, quick=2)
     batch = min(50, n)
     runs = [TrainRun(jl.adam, (1e-3,), MLP((512, 512), dropout_rate=r)) for r in (0.0, DROPOUT)]
     plain, drop = (h for h in train(runs, data, epochs=epochs, seeds=seeds, batch_size=batch))
@@ -104,7 +104,7 @@ def run(ctx: Context) -> Result:
     ctx.advance(1)
 
     overfit = bool(
-        np.all(s0["best_epoch"] <= 0.5 * epochs)
+        np.all(s0["best_epoch"] <= 0.75 * epochs)
         and np.all(s0["final_val_loss"] > s0["best_val_loss"])
         and np.all(s0["final_train_loss"] < s0["train_loss_at_best"])
     )
@@ -120,8 +120,8 @@ def run(ctx: Context) -> Result:
             + f" of {epochs}; from there to the end validation loss "
             f"{mean_std(s0['best_val_loss'])} -> {mean_std(s0['final_val_loss'])} while training "
             f"loss {mean_std(s0['train_loss_at_best'])} -> {mean_std(s0['final_train_loss'])}",
-            rule="every seed: best epoch in the first half, final val loss above the best, "
-            "final train loss below the train loss at the best epoch",
+            rule="every seed: the lowest val loss at least a quarter of the run before the end, "
+            "the final val loss above it, the final train loss below the one at that epoch",
         ),
         Claim(
             claim="Dropout lowers the final train/validation gap",

@@ -1,0 +1,371 @@
+"""The main job on a --quick run: what results.json must show (issue 5, acceptance 2), the files it
+writes, and the engine's promises (a vmap-ed sweep gives the numbers of separate runs, early
+stopping keeps the best validation parameters).
+
+The quick run happens once per test session (about 40 s on 2 cores) and every test reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+pytest.importorskip("tqdm")
+
+import jaxopt_lectures as jl
+from jaxopt_lectures.__main__ import main
+from jaxopt_lectures.experiments import engine
+from jaxopt_lectures.experiments.data import digits, make_dataset
+from jaxopt_lectures.experiments.problems import PROBLEMS, quadratic
+from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("lecture-results")
+    code = main(["run", "--quick", "--out", str(out), "--no-progress"])
+    assert code == 0
+    text = (out / "results.json").read_text()
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"results.json is not strict JSON: {name}")
+
+    return out, json.loads(text, parse_constant=no_constants)
+
+
+def numbers(results: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = results["experiments"][name]
+    assert entry["status"] == "ok", entry.get("error")
+    return entry["numbers"]
+
+
+def as_float(value: Any) -> float:
+    return float(value)  # results.json stores inf / nan as strings, which float() parses
+
+
+# ------------------------------------------------------------------------------------------------
+# Acceptance 2: what results.json shows
+# ------------------------------------------------------------------------------------------------
+
+
+def test_newton_one_step_gradient_descent_many(quick_run: tuple[Path, dict]) -> None:
+    n = numbers(quick_run[1], "newton")
+    assert n["newton_steps_to_tolerance"] == 1
+    assert n["newton_losses"][1] <= 1e-6 * n["start_loss"]
+    assert as_float(n["gd_best_steps_to_tolerance"]) >= 20  # the best of the rate sweep
+    assert as_float(n["gd_steps_to_tolerance"]) >= 20
+
+
+def test_sigmoid_gradients_vanish_toward_the_input_relu_do_not(
+    quick_run: tuple[Path, dict],
+) -> None:
+    n = numbers(quick_run[1], "gradients")
+    sigmoid = np.asarray(n["grad_norms"]["sigmoid"])  # (seeds, layers), layer 1 first
+    relu = np.asarray(n["grad_norms"]["relu"])
+    # Orders of magnitude from the output layer down to the first one, in every seed ...
+    assert np.all(sigmoid[:, -1] / sigmoid[:, 0] > 1e3)
+    # ... and falling layer after layer (sigma' <= 1/4 per layer).
+    assert np.all(np.diff(np.log(sigmoid.mean(0))) > 0)
+    # ReLU's stay within one order of magnitude.
+    assert np.all(relu.max(1) / relu.min(1) < 10)
+    assert n["sigmoid_derivative_max"] == pytest.approx(0.25, abs=1e-6)
+
+
+def test_overfitting_validation_minimum_well_before_the_end(quick_run: tuple[Path, dict]) -> None:
+    n = numbers(quick_run[1], "overfitting")
+    plain = n["without_dropout"]
+    last_epoch = n["epochs"][-1]
+    assert max(plain["best_epoch"]) <= 0.5 * last_epoch
+    assert np.all(np.asarray(plain["final_val_loss"]) > np.asarray(plain["best_val_loss"]))
+    # Training loss keeps falling after the validation minimum.
+    assert np.all(
+        np.asarray(plain["final_train_loss"]) < 0.5 * np.asarray(plain["train_loss_at_best"])
+    )
+
+
+def test_dropout_lowers_the_final_gap_of_the_quick_run(quick_run: tuple[Path, dict]) -> None:
+    """The quick run stops at epoch 40, mid-training: there dropout's gap is lower. The full run
+    (150 epochs) measures the opposite at its last epoch and its report says so (the claim's
+    ``held`` flag follows the numbers, which is checked too)."""
+    n = numbers(quick_run[1], "overfitting")
+    gap_plain = np.mean(n["without_dropout"]["final_gap"])
+    gap_drop = np.mean(n["with_dropout"]["final_gap"])
+    assert gap_drop < gap_plain
+    claim = next(
+        c for c in quick_run[1]["experiments"]["overfitting"]["claims"] if "final" in c["claim"]
+    )
+    assert claim["held"] == bool(gap_drop < gap_plain)
+
+
+def test_batch_norm_faster_and_tolerates_larger_rates(quick_run: tuple[Path, dict]) -> None:
+    n = numbers(quick_run[1], "batch-norm")
+    i1 = n["rates"].index(1.0)
+    with_bn = as_float(n["mean_steps_to_target"]["with"][i1])
+    without = as_float(n["mean_steps_to_target"]["without"][i1])
+    assert with_bn < without
+    assert as_float(n["best_steps_to_target"]["with"]) < as_float(
+        n["best_steps_to_target"]["without"]
+    )
+    assert n["largest_rate_that_trains"]["with"] > n["largest_rate_that_trains"]["without"]
+
+
+def test_adam_and_rmsprop_beat_sgd_at_their_default_rates(quick_run: tuple[Path, dict]) -> None:
+    per = numbers(quick_run[1], "optimizers")["per_optimizer"]
+    assert per["adam"]["learning_rate"] == pytest.approx(1e-3)  # jl.adam's default
+    assert per["rmsprop"]["learning_rate"] == pytest.approx(0.01)  # jl.rmsprop's default
+    sgd = per["sgd (lr 0.01)"]
+    for name in ("adam", "rmsprop"):
+        assert np.mean(per[name]["best_val_loss"]) < np.mean(sgd["best_val_loss"])
+        assert np.mean(per[name]["final_train_loss"]) < np.mean(sgd["final_train_loss"])
+
+
+def test_input_normalization_and_relu_numbers(quick_run: tuple[Path, dict]) -> None:
+    n = numbers(quick_run[1], "input-normalization")
+    assert n["largest_rate_that_trains"]["standardized"] > n["largest_rate_that_trains"]["raw"]
+    r = numbers(quick_run[1], "relu-vs-sigmoid")
+    relu, sigmoid = (
+        np.asarray(r["epochs_to_target"]["relu"][0], float),
+        np.asarray(r["epochs_to_target"]["sigmoid"][0], float),
+    )
+    assert relu.max() < sigmoid.min()
+
+
+# ------------------------------------------------------------------------------------------------
+# The files: results.json's metadata, figures, GIF, reports
+# ------------------------------------------------------------------------------------------------
+
+
+def test_results_metadata_and_every_experiment(quick_run: tuple[Path, dict]) -> None:
+    _out, results = quick_run
+    meta = results["metadata"]
+    assert meta["quick"] is True
+    assert meta["seed"] == 0
+    assert {"jax", "optax", "numpy", "python"} <= set(meta["versions"])
+    assert meta["machine"]["cores"] >= 1
+    assert meta["machine"]["jax_backend"]
+    assert meta["wall_time_s"] > 0
+    assert set(results["experiments"]) == set(EXPERIMENTS)
+    for name, entry in results["experiments"].items():
+        assert entry["status"] == "ok", name
+        assert entry["wall_time_s"] > 0
+        assert entry["claims"]
+        assert entry["headlines"]
+        for claim in entry["claims"]:
+            assert isinstance(claim["held"], bool)
+            assert claim["measured"]
+            assert claim["rule"]
+
+
+def test_figures_gif_and_reports(quick_run: tuple[Path, dict]) -> None:
+    out, results = quick_run
+    report = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    for entry in results["experiments"].values():
+        for figure in entry["figures"]:
+            data = (out / figure).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" or data[:6] == b"GIF89a", figure
+            assert f"({figure})" in report
+            assert f"src='{figure}'" in page
+    from PIL import Image
+
+    with Image.open(out / "race.gif") as gif:
+        assert gif.n_frames >= 10
+    assert "| experiment | claim | held? | measured |" in report
+    assert not list(out.glob(".*tmp"))
+    assert not list(out.glob(".*-*.png"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The CLI's robustness
+# ------------------------------------------------------------------------------------------------
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in EXPERIMENTS)
+
+
+def test_unknown_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "no-such-thing", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unknown experiment 'no-such-thing'" in err
+    assert "Traceback" not in err
+    assert "gradients" in err
+
+
+def test_unwritable_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["run", "newton", "--quick", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot write to the output folder" in err
+    assert "--out" in err
+
+
+def test_missing_optional_dependency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jaxopt_lectures.experiments import _deps
+
+    monkeypatch.setattr(_deps, "missing", lambda *a: ["matplotlib"])
+    assert main(["run", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install 'jaxopt_lectures[experiments]'" in err
+    with pytest.raises(_deps.MissingDependencyError, match=r"jaxopt_lectures\[experiments\]"):
+        _deps.require("surely_not_an_installed_module")
+
+
+def test_bad_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "data.npz"
+    np.savez(bad, features=np.zeros((10, 2)))
+    assert main(["run", "--quick", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "give an .npz file with arrays X" in capsys.readouterr().err
+
+
+def test_skip_finished_force_reruns(
+    quick_run: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(quick_run[0], out)
+    before = json.loads((out / "results.json").read_text())["experiments"]["newton"]
+    assert main(["run", "newton", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert "already done, skipped" in capsys.readouterr().out
+    kept = json.loads((out / "results.json").read_text())
+    assert kept["experiments"]["newton"]["finished_at"] == before["finished_at"]
+    assert set(kept["experiments"]) == set(EXPERIMENTS)  # the others are kept too
+    # A full (non-quick) request does not reuse quick results; --force reruns.
+    assert main(["run", "newton", "--quick", "--force", "--out", str(out), "--no-progress"]) == 0
+    assert "already done" not in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())["experiments"]["newton"]
+    assert again["wall_time_s"] != before["wall_time_s"]
+
+
+def test_failure_and_interruption_keep_finished_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jaxopt_lectures.experiments import registry
+    from jaxopt_lectures.experiments.base import Experiment
+
+    def boom(ctx: Any) -> Any:
+        raise RuntimeError("boom")
+
+    def interrupt(ctx: Any) -> Any:
+        raise KeyboardInterrupt
+
+    experiments = dict(registry.EXPERIMENTS)
+    experiments["boom"] = Experiment("boom", "fails", "-", "-", 1, boom)
+    experiments["stop"] = Experiment("stop", "interrupted", "-", "-", 1, interrupt)
+    monkeypatch.setattr(registry, "EXPERIMENTS", experiments)
+    out = str(tmp_path)
+    assert main(["run", "newton", "boom", "--quick", "--out", out, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "experiment 'boom' failed: RuntimeError: boom" in err
+    assert "Traceback" not in err
+    results = json.loads((tmp_path / "results.json").read_text())["experiments"]
+    assert results["newton"]["status"] == "ok"
+    assert results["boom"]["status"] == "failed"
+    assert main(["run", "newton", "stop", "--quick", "--out", out, "--no-progress"]) == 130
+    assert "interrupted during 'stop'" in capsys.readouterr().err
+    results = json.loads((tmp_path / "results.json").read_text())["experiments"]
+    assert results["newton"]["status"] == "ok"  # kept, and skipped by the next run:
+    assert main(["run", "newton", "--quick", "--out", out, "--no-progress"]) == 0
+    assert "already done, skipped" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# The engine
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blobs() -> Any:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 8)) * 2
+    y = rng.integers(0, 3, size=240)
+    X = centers[y] + rng.normal(size=(240, 8))
+    return make_dataset(X, y, seed=1)
+
+
+def test_vmapped_sweep_equals_runs_one_by_one(blobs: Any) -> None:
+    """Rates, seeds and even different optimizers as lanes of one vmap give the numbers of the
+    runs done separately (not vmap-ed)."""
+    model = engine.MLP((16,), batch_norm=True)
+    tx_sgd, tx_adam = jl.sgd, jl.adam
+    swept = engine.train(
+        [engine.TrainRun(engine.select_optimizer([tx_sgd, tx_adam]), ((0, 0.1), (1, 0.01)), model)],
+        blobs,
+        epochs=3,
+        seeds=(0, 1),
+        batch_size=32,
+    )[0]
+    for seed_index, seed in enumerate((0, 1)):
+        alone = engine.train(
+            [engine.TrainRun(tx_sgd, (0.1,), model), engine.TrainRun(tx_adam, (0.01,), model)],
+            blobs,
+            epochs=3,
+            seeds=(seed,),
+            batch_size=32,
+        )
+        for lane, h in enumerate(alone):
+            np.testing.assert_allclose(
+                swept.train_loss[lane, seed_index], h.train_loss[0, 0], rtol=2e-5, atol=1e-6
+            )
+            np.testing.assert_allclose(
+                swept.val_acc[lane, seed_index], h.val_acc[0, 0], rtol=0, atol=1e-6
+            )
+    problem = quadratic()
+    sweep = engine.sweep_trajectories(jl.sgd, problem.loss, problem.x0, [0.01, 0.04], 30)
+    for i, rate in enumerate((0.01, 0.04)):
+        one = engine.run_trajectories(
+            {"gd": engine.TrajectoryJob(problem.loss, problem.x0, jl.sgd(rate))}, 30
+        )["gd"]
+        np.testing.assert_allclose(sweep.points[i], one.points, rtol=1e-6, atol=1e-7)
+
+
+def test_early_stopping_keeps_the_best_validation_parameters(blobs: Any) -> None:
+    (h,) = engine.train(
+        [engine.TrainRun(jl.adam, (0.05,), engine.MLP((64, 64)))],
+        blobs,
+        epochs=30,
+        seeds=(0,),
+        batch_size=16,
+    )
+    best = int(h.best_index[0, 0])
+    assert best == int(np.argmin(h.val_loss[0, 0]))
+    assert h.val_loss[0, 0, best] <= h.val_loss[0, 0, -1]
+    assert h.steps[best] == best * h.steps_per_epoch
+
+
+def test_data_split_and_standardization() -> None:
+    data = digits(seed=3)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (1078, 359, 360)
+    np.testing.assert_allclose(data.x_train.mean(0), 0, atol=1e-4)
+    assert data.x_train.std(0).max() <= 1 + 1e-4  # floored std: constant pixels stay 0
+    raw = digits(seed=3, standardize=False)
+    assert raw.x_train.max() == 16
+    assert data.describe().startswith("digits")
+    with pytest.raises(ValueError, match="two classes"):
+        make_dataset(np.zeros((10, 2)), np.zeros(10))
+
+
+def test_problems_minima() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    for make in PROBLEMS.values():
+        p = make()
+        at_min = jnp.asarray(p.minimum)
+        assert float(p.loss(at_min)) == pytest.approx(p.min_value, abs=1e-6)
+        np.testing.assert_allclose(jax.grad(p.loss)(at_min), 0, atol=1e-5)
