@@ -280,8 +280,8 @@ def select_optimizer(
       >>> from jaxopt_lectures.experiments.engine import select_optimizer
       >>> tx = select_optimizer([jl.sgd, jl.adam])(jnp.array([1.0, 0.1]))  # adam(0.1)
       >>> updates, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
-      >>> updates.round(4)
-      Array([-0.1], dtype=float32)
+      >>> round(float(updates[0]), 4)  # Adam's first step: -lr * sign(g)
+      -0.1
     """
     factories = list(factories)
 
