@@ -64,7 +64,8 @@ def run(ctx: Context) -> Result:
     smaller = smaller[smaller > 0]
 
     plt = figures.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    fig, grid = plt.subplots(2, 2, figsize=(15, 10))
+    axes = [grid[0, 0], grid[0, 1], grid[1, 1], grid[1, 0]]
     for ax, h, s, title in (
         (axes[0], plain, s0, "without dropout"),
         (axes[1], drop, s1, f"with dropout {DROPOUT:g}"),
@@ -91,6 +92,32 @@ def run(ctx: Context) -> Result:
     hi = max(axes[0].get_ylim()[1], axes[1].get_ylim()[1])
     for ax in axes[:2]:
         ax.set_ylim(lo, hi)
+    ax = axes[3]  # the validation loss on a linear scale, where its upturn is visible
+    figures.band(ax, ep, plain.val_loss[0], label="without dropout", color="#1f77b4")
+    figures.band(ax, ep, drop.val_loss[0], label=f"dropout {DROPOUT:g}", color="#ff7f0e")
+    ax.plot(
+        s0["best_epoch"],
+        s0["best_val_loss"],
+        "v",
+        color="#1f77b4",
+        markersize=9,
+        markeredgecolor="k",
+        label="lowest val loss (per seed)",
+    )
+    ax.plot(
+        s1["best_epoch"],
+        s1["best_val_loss"],
+        "v",
+        color="#ff7f0e",
+        markersize=9,
+        markeredgecolor="k",
+    )
+    top = float(
+        np.nanmax([np.nanmax(plain.val_loss[0, :, 3:]), np.nanmax(drop.val_loss[0, :, 3:])])
+    )
+    ax.set_ylim(0.8 * float(min(s0["best_val_loss"].min(), s1["best_val_loss"].min())), 1.1 * top)
+    ax.set(title="Validation loss (linear scale)", xlabel="epoch", ylabel="cross-entropy")
+    ax.legend()
     ax = axes[2]
     figures.band(ax, ep, s0["gap"], label="without dropout", color="#1f77b4")
     figures.band(ax, ep, s1["gap"], label=f"dropout {DROPOUT:g}", color="#ff7f0e")
