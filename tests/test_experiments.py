@@ -369,3 +369,20 @@ def test_problems_minima() -> None:
         at_min = jnp.asarray(p.minimum)
         assert float(p.loss(at_min)) == pytest.approx(p.min_value, abs=1e-6)
         np.testing.assert_allclose(jax.grad(p.loss)(at_min), 0, atol=1e-5)
+
+
+def test_user_data(tmp_path: Path) -> None:
+    """--data FILE.npz replaces the digits (here for the experiment that uses data)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=400)
+    X = rng.normal(size=(3, 12))[y] * 2 + rng.normal(size=(400, 12))
+    np.savez(tmp_path / "blobs.npz", X=X, y=y)
+    out = tmp_path / "out"
+    code = main(
+        ["run", "gradients", "--quick", "--data", str(tmp_path / "blobs.npz"), "--out", str(out)]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "blobs.npz (400 examples)" in results["metadata"]["data"]
+    norms = np.asarray(results["experiments"]["gradients"]["numbers"]["grad_norms"]["sigmoid"])
+    assert norms.shape[1] == 11
