@@ -18,6 +18,7 @@ from jaxopt_lectures.experiments.engine import (
     TrainRun,
     cross_entropy,
     first_reach,
+    timed,
     train,
 )
 
@@ -45,7 +46,7 @@ def _top_eigenvalues(
             loss, params, jax.random.key(0), num_iters=num_iters
         )
 
-    return np.asarray(jax.jit(jax.vmap(jax.vmap(top)))(*checkpoints))
+    return np.asarray(timed("hessian", jax.jit(jax.vmap(jax.vmap(top))), *checkpoints))
 
 
 def _trains(h: History, chance: float) -> np.ndarray:

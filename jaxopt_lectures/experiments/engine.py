@@ -46,6 +46,7 @@ __all__ = [
     "run_trajectories",
     "select_optimizer",
     "sweep_trajectories",
+    "timed",
     "train",
     "train_step",
 ]
@@ -134,7 +135,7 @@ def run_trajectories(jobs: Mapping[K, TrajectoryJob], num_steps: int) -> dict[K,
             for k, x0 in zip(keys, x0s, strict=True)
         ]
 
-    results = _timed("trajectories", run_all, [jnp.asarray(jobs[k].x0, jnp.float32) for k in keys])
+    results = timed("trajectories", run_all, [jnp.asarray(jobs[k].x0, jnp.float32) for k in keys])
     return {k: _to_numpy(r) for k, r in zip(keys, results, strict=True)}
 
 
@@ -166,7 +167,7 @@ def sweep_trajectories(
     def sweep(rates: jax.Array, x0: jax.Array) -> Trajectory:
         return jax.vmap(lambda lr: _trajectory(loss_fn, x0, make_optimizer(lr), num_steps))(rates)
 
-    return _to_numpy(_timed("sweep", sweep, rates, jnp.asarray(x0, jnp.float32)))
+    return _to_numpy(timed("sweep", sweep, rates, jnp.asarray(x0, jnp.float32)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -587,7 +588,7 @@ def train(
     if any(r.ndim not in (1, 2) for r in rates):
         raise ValueError("train: learning_rates must be numbers or equal-length tuples of them")
     seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
-    outputs = _timed("train", train_all, rates, seed_arr, [_arrays(d) for d in unique.values()])
+    outputs = timed("train", train_all, rates, seed_arr, [_arrays(d) for d in unique.values()])
     steps = np.arange(total // eval_every + 1) * eval_every
     histories = []
     for run, out in zip(runs, outputs, strict=True):
@@ -629,8 +630,9 @@ def first_reach(curve: np.ndarray, target: float, steps: np.ndarray) -> float:
     return float(steps[hits[0]]) if len(hits) else math.inf
 
 
-def _timed(what: str, jitted: Any, *args: Any) -> Any:
-    """Compile ``jitted`` for ``args``, run it, record both times in :data:`TIMINGS`."""
+def timed(what: str, jitted: Any, *args: Any) -> Any:
+    """Compile ``jitted`` (a ``jax.jit`` function) for ``args``, run it, record both times in
+    :data:`TIMINGS`, return the outputs (ready)."""
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     middle = time.perf_counter()

@@ -10,7 +10,7 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.base import Claim, Context, Result, fmt
-from jaxopt_lectures.experiments.engine import cross_entropy
+from jaxopt_lectures.experiments.engine import cross_entropy, timed
 
 __all__ = ["run"]
 
@@ -40,7 +40,7 @@ def _grad_norms(
     def all_norms(seed_arr: jax.Array) -> dict[str, jax.Array]:
         return {a: jax.vmap(lambda s, a=a: norms(a, s))(seed_arr) for a in ACTIVATIONS}
 
-    out = all_norms(jnp.asarray(np.asarray(seeds, np.uint32)))
+    out = timed("gradient norms", all_norms, jnp.asarray(np.asarray(seeds, np.uint32)))
     return {a: np.asarray(v) for a, v in out.items()}
 
 
