@@ -27,12 +27,13 @@ from jaxopt_lectures.optimizers.sgd import (
     scale_by_learning_rate,
     sgd,
 )
-from jaxopt_lectures.packed import packed
+from jaxopt_lectures.packed import Packed, packed
 from jaxopt_lectures.sharding import init_sharded, state_shardings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Packed",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",

@@ -1,0 +1,290 @@
+"""The packed layout (``jl.packed``) gives the numbers of the default layout.
+
+The same numerical tests as the default run through it, with the same tolerances: every alias and
+building block against the float64 lecture references (float32 and float64), and every optax
+pairing of DESIGN.md. Two packings are checked: everything in one vector per dtype, and a mix
+where the larger leaves keep their own buffers (``max_leaf_size=4`` on the test tree). On top:
+the packed updates equal the unpacked ones (bit for bit, but for the last bit of Adam's), and the
+optax contract holds (one compilation, ``inject_hyperparams``, ``apply_if_finite``, checkpoints,
+dtypes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import ALIASES, enable_x64, random_gradients, random_tree, to_f32, tree_of
+from test_optax_equivalence import PAIRS, _assert_same_updates, _gradients, _params, _run
+from test_reference import (
+    ATOL_FRACTION_F64,
+    BLOCKS,
+    CASES,
+    NUM_STEPS,
+    RTOL_F64,
+    SCHEDULES,
+    compare_with_reference,
+    gradient_stream,
+)
+
+import jaxopt_lectures as jl
+
+Wrap = Callable[[optax.GradientTransformation], optax.GradientTransformation]
+
+# conftest.SHAPES has leaves of 15, 3, 24 and 1 entries: max_leaf_size=4 packs the 3 and the 1
+# into one vector and leaves the 15 and the 24 as they are.
+LAYOUTS: dict[str, Wrap] = {
+    "packed": jl.packed,
+    "packed-mixed": lambda tx: jl.packed(tx, max_leaf_size=4),
+}
+
+PARAMS = tree_of(lambda shape: jnp.ones(shape, jnp.float32))
+
+
+@pytest.fixture(params=sorted(LAYOUTS))
+def layout(request: pytest.FixtureRequest) -> Wrap:
+    return LAYOUTS[request.param]
+
+
+# --- the numerical tests of the default layout, through the packed one ------------------------
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_alias_matches_reference(layout: Wrap, case: str, schedule: str) -> None:
+    """test_reference.test_alias_matches_reference, packed."""
+    c = CASES[case]
+    make_lr, eta = SCHEDULES[schedule]
+    grads = to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=c.grad_scale))
+    params = to_f32(random_tree(np.random.default_rng(1)))
+    compare_with_reference(
+        layout(c.make_tx(make_lr(c.eta0))),
+        c.make_reference(),
+        lambda t: eta(c.eta0, t),
+        grads,
+        params,
+    )
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_building_block_gives_unsigned_direction(layout: Wrap, block: str) -> None:
+    """test_reference.test_building_block_gives_unsigned_direction, packed."""
+    make_tx, make_reference, scale = BLOCKS[block]
+    grads = to_f32(gradient_stream(seed=7, num_steps=NUM_STEPS, scale=scale))
+    params = to_f32(random_tree(np.random.default_rng(2)))
+    compare_with_reference(
+        layout(make_tx()), make_reference(), lambda t: 1.0, grads, params, sign=-1.0
+    )
+
+
+@pytest.mark.parametrize("schedule", ["constant", "inverse_time_decay"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_alias_matches_reference_in_float64(layout: Wrap, case: str, schedule: str) -> None:
+    """test_reference.test_alias_matches_reference_in_float64, packed."""
+    c = CASES[case]
+    make_lr, eta = SCHEDULES[schedule]
+    grads_np = gradient_stream(seed=11, num_steps=NUM_STEPS, scale=c.grad_scale)
+    params_np = random_tree(np.random.default_rng(4))
+    with enable_x64():
+        grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads_np)
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params_np)
+        tx = layout(c.make_tx(make_lr(c.eta0)))
+        state_dtypes = {x.dtype for x in jax.tree.leaves(tx.init(params))}
+        assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}
+        compare_with_reference(
+            tx,
+            c.make_reference(),
+            lambda t: eta(c.eta0, t),
+            grads,
+            params,
+            rtol=RTOL_F64,
+            atol_fraction=ATOL_FRACTION_F64,
+        )
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_same_updates_as_optax_peer(layout: Wrap, name: str) -> None:
+    """test_optax_equivalence.test_same_updates_as_optax_peer: ours packed, optax as it is."""
+    make_ours, make_peer, rtol, cancellation = PAIRS[name]
+    grads, params = _gradients(), _params()
+    ours = _run(layout(make_ours()), grads, params)
+    peer = _run(make_peer(), grads, params)
+    assert np.all(np.isfinite(ours))
+    assert np.any(ours != 0)
+    _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
+
+
+# --- packed = unpacked ------------------------------------------------------------------------
+
+# Packing changes no arithmetic, only which entries share a loop. XLA may then round a fused
+# multiply-add differently (it contracts a * b + c depending on how it splits a step into loops),
+# so an entry can move by its last bit: Adam's updates do, by 1 ulp (observed 9e-8 relative); the
+# other methods come out bit for bit. 4 ulps of float32 relative, no absolute allowance.
+PACKED_RTOL = 4 * 2.0**-23
+
+
+def _trajectory(tx: optax.GradientTransformation, grads: list[Any], params: Any) -> list[Any]:
+    @jax.jit
+    def step(params: Any, state: Any, g: Any) -> tuple[Any, Any, Any]:
+        updates, state = tx.update(g, state, params)
+        return optax.apply_updates(params, updates), state, updates
+
+    state = tx.init(params)
+    out = []
+    for g in grads:
+        params, state, updates = step(params, state, g)
+        out.append((updates, params))
+    return out
+
+
+def test_packed_equals_unpacked(layout: Wrap, alias_name: str) -> None:
+    grads = [to_f32(g) for g in random_gradients(3, 20)]
+    params = to_f32(random_tree(np.random.default_rng(5)))
+    plain = _trajectory(ALIASES[alias_name](), grads, params)
+    packed = _trajectory(layout(ALIASES[alias_name]()), grads, params)
+    chex.assert_trees_all_close(packed, plain, rtol=PACKED_RTOL, atol=0.0)
+    if alias_name != "adam":
+        chex.assert_trees_all_equal(packed, plain)
+
+
+def test_mixed_dtypes_one_vector_each() -> None:
+    """bf16 and float32 leaves: one vector per dtype, updates in each leaf's dtype."""
+    params = {
+        "a": jnp.ones((4, 3), jnp.bfloat16),
+        "b": jnp.ones(5, jnp.float32),
+        "c": jnp.ones(2, jnp.bfloat16),
+    }
+    rng = np.random.default_rng(0)
+    grads = [
+        jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), params)
+        for _ in range(10)
+    ]
+    tx = jl.packed(jl.adam(0.01, accumulator_dtype=jnp.float32))
+    state = tx.init(params)
+    shapes = {k: v.shape for k, v in state[0].mu.small.items()}
+    assert shapes == {"bfloat16": (14,), "float32": (5,)}
+    assert all(v.dtype == jnp.float32 for v in state[0].mu.small.values())
+    assert state[0].mu.large == ()
+    plain = _trajectory(jl.adam(0.01, accumulator_dtype=jnp.float32), grads, params)
+    packed = _trajectory(tx, grads, params)
+    # bf16 results are rounded from float32 arithmetic, so they agree to bf16 precision at least.
+    chex.assert_trees_all_close(packed, plain, rtol=2.0**-7, atol=0.0)
+    chex.assert_trees_all_equal_dtypes(packed[-1][1], params)
+
+
+def test_state_layout() -> None:
+    tx = jl.packed(jl.momentum(0.1), max_leaf_size=4)
+    state = tx.init(PARAMS)
+    trace = state[1].trace
+    assert isinstance(trace, jl.Packed)
+    assert {k: v.shape for k, v in trace.small.items()} == {"float32": (4,)}  # 3 + 1 entries
+    assert [x.shape for x in trace.large] == [(2, 3, 4), (5, 3)]  # in jax.tree.leaves order
+    one_vector = jl.packed(jl.adam(0.1)).init(PARAMS)
+    assert len(jax.tree.leaves(one_vector)) == 4  # two counts, mu and nu: one vector each
+
+
+# --- the optax contract -----------------------------------------------------------------------
+
+
+def test_second_update_does_not_recompile(layout: Wrap, alias_name: str) -> None:
+    tx = layout(ALIASES[alias_name]())
+    traces = 0
+
+    def step(params: Any, state: Any, grads: Any) -> Any:
+        nonlocal traces
+        traces += 1
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(step)
+    params, state = PARAMS, tx.init(PARAMS)
+    for g in random_gradients(0, 4):
+        params, state = jitted(params, state, to_f32(g))
+    assert traces == 1
+
+
+def test_inject_hyperparams_inside(layout: Wrap) -> None:
+    grads = [to_f32(g) for g in random_gradients(4, 8)]
+    kwargs = {"learning_rate": 0.01, "b1": 0.8, "b2": 0.99, "eps": 1e-4}
+    expected = _trajectory(jl.adam(**kwargs), grads, PARAMS)
+    injected = layout(optax.inject_hyperparams(jl.adam)(**kwargs))
+    got = _trajectory(injected, grads, PARAMS)
+    chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_apply_if_finite_around(layout: Wrap, alias_name: str) -> None:
+    tx = optax.apply_if_finite(layout(ALIASES[alias_name]()), max_consecutive_errors=3)
+    state = tx.init(PARAMS)
+    g = to_f32(random_gradients(8, 1)[0])
+    _, state = tx.update(g, state)
+    bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), g)
+    updates, new_state = jax.jit(tx.update)(bad, state)
+    chex.assert_trees_all_equal(updates, jax.tree.map(jnp.zeros_like, updates))
+    chex.assert_trees_all_equal(new_state.inner_state, state.inner_state)
+
+
+def test_clipping_chain_agrees_with_unpacked(layout: Wrap) -> None:
+    """A global norm sums in another order when packed: equal to float32 rounding."""
+    grads = [to_f32(g) for g in random_gradients(6, 20, scale=3.0)]
+    chain = lambda: optax.chain(optax.clip_by_global_norm(1.0), jl.adam(0.01))  # noqa: E731
+    expected = _trajectory(chain(), grads, PARAMS)
+    chex.assert_trees_all_close(
+        _trajectory(layout(chain()), grads, PARAMS), expected, rtol=1e-5, atol=1e-7
+    )
+
+
+def test_checkpoint_resume_is_bit_identical(layout: Wrap) -> None:
+    tx = layout(jl.adam(0.05))
+    grads = [to_f32(g) for g in random_gradients(9, 12)]
+    state = tx.init(PARAMS)
+    step = jax.jit(tx.update)
+    for g in grads[:6]:
+        _, state = step(g, state)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
+    restored = jax.tree.unflatten(
+        jax.tree.structure(tx.init(PARAMS)), [jnp.asarray(x) for x in leaves]
+    )
+    a, b = state, restored
+    for g in grads[6:]:
+        ua, a = step(g, a)
+        ub, b = step(g, b)
+        chex.assert_trees_all_equal(ua, ub)
+    chex.assert_trees_all_equal(a, b)
+
+
+def test_extra_args_are_forwarded() -> None:
+    seen = {}
+
+    def spy_update(updates: Any, state: Any, params: Any = None, **extra: Any) -> Any:
+        seen.update(extra, params=params)
+        return updates, state
+
+    spy = optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), spy_update)
+    tx = jl.packed(spy)
+    g = to_f32(random_gradients(1, 1)[0])
+    updates, _ = tx.update(g, tx.init(PARAMS), PARAMS, value_fn=jnp.sum)
+    chex.assert_trees_all_equal(updates, g)
+    assert seen["value_fn"] is jnp.sum
+    assert isinstance(seen["params"], jl.Packed)
+
+
+# --- failure modes ----------------------------------------------------------------------------
+
+
+def test_gradients_of_another_size_raise() -> None:
+    tx = jl.packed(jl.adam(0.1))
+    state = tx.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match="has shape"):
+        tx.update({"a": jnp.ones(3), "b": jnp.ones(3)}, state)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "1000"])
+def test_bad_max_leaf_size_raises(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_leaf_size"):
+        jl.packed(jl.sgd(0.1), max_leaf_size=bad)

@@ -1,0 +1,67 @@
+"""What makes an optimizer step fast, checked on the compiled program (benchmarks/ has the timings).
+
+A step is memory-bound: its cost is the memory it moves. These tests pin the properties that
+keep the traffic down, on XLA's compiled step (update + ``optax.apply_updates``, with the
+parameters and the state donated as the benchmark and the README recommend):
+
+- no temporary as large as a leaf: every loop writes a result the step returns (a leaf-sized
+  temporary is two more memory passes, plus fresh pages on every step for a large leaf; AdaDelta
+  had one, and optax's has two);
+- float32 arithmetic for float32 state: the upcast for bf16 emits nothing for float32;
+- per-step scalars (Adam's bias corrections) computed once per step, not once per leaf;
+- ``jl.packed``: one loop per leaf for the update and a few for the whole state, instead of one
+  per state array and leaf.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from conftest import ALIASES
+
+import jaxopt_lectures as jl
+
+LEAF = 1 << 20  # 4 MB of float32: far larger than any scalar bookkeeping
+
+
+def compiled_step(tx: optax.GradientTransformation, params: Any) -> Any:
+    def step(params: Any, state: Any, grads: Any) -> Any:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    grads = jax.tree.map(jnp.ones_like, params)
+    return jax.jit(step, donate_argnums=(0, 1)).lower(params, tx.init(params), grads).compile()
+
+
+def test_no_leaf_sized_temporary(alias_name: str) -> None:
+    memory = compiled_step(ALIASES[alias_name](), jnp.ones(LEAF)).memory_analysis()
+    assert memory is not None
+    assert memory.temp_size_in_bytes < 4 * LEAF // 100
+
+
+def test_float32_arithmetic_emits_no_conversion(alias_name: str) -> None:
+    hlo = compiled_step(ALIASES[alias_name](), jnp.ones(LEAF)).as_text()
+    array_converts = re.findall(r"= \w+\[\d[\d,]*\]\S* convert\(", hlo)
+    assert array_converts == []
+
+
+def test_bias_corrections_once_per_step() -> None:
+    """Two powers b1^t and b2^t in the traced program, whatever the number of leaves."""
+    params = [jnp.ones(3) for _ in range(50)]
+    tx = jl.adam(0.01)
+    lowered = jax.jit(tx.update).lower(params, tx.init(params))
+    assert lowered.as_text().count("stablehlo.power") == 2
+
+
+def test_packed_launches_one_loop_per_leaf() -> None:
+    params = [jnp.ones(100) for _ in range(100)]
+
+    def loops(tx: optax.GradientTransformation) -> int:
+        return compiled_step(tx, params).as_text().count(" fusion(")
+
+    assert loops(jl.adam(0.01)) >= 300  # moment, second moment and parameters, per leaf
+    assert loops(jl.packed(jl.adam(0.01))) <= 100 + 10  # parameters per leaf, the rest packed
