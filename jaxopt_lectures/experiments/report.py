@@ -279,4 +279,7 @@ def now() -> str:
 
 def command_line() -> str:
     """How this process was started, for the report."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":  # python -m jaxopt_lectures
+        program = "python -m jaxopt_lectures"
+    return " ".join([program, *sys.argv[1:]])
