@@ -16,12 +16,14 @@ Adagrad and Adam only). Ours is measured twice: the default, and wrapped in :fun
 (all state in one buffer per dtype).
 
 Shapes: one leaf of 10M float32 parameters; 100 leaves of 100K (10M in all); 1,000 leaves of 1K
-(1M in all). Every shape is measured in rounds: one step of every variant, then the next round
-(A B C ... A B C ...), with the order rotated each round, and a STREAM-like triad
-(a = b + s c on 50M float32, donated) in every round, so that each ratio compares samples taken
-seconds apart and the bandwidth is the same run's. The table gives medians; "spread" is the
-interquartile range relative to the median; the ratio ours/optax is the median of the per-round
-ratios with their interquartile range in brackets (the noise band).
+(1M in all). Every shape is measured in rounds: one step of every variant and one STREAM-like
+triad (a = b + 3 c on 50M float32, donated), in a new random order each round, so that each
+ratio compares samples taken moments apart and the bandwidth is the same run's. Before each timed
+step its runtime streams that triad once, untimed, so every step starts as in a training loop,
+right after other work: worker threads awake, the cache full of other data (see ``interleave``).
+The table gives medians; "spread" is the interquartile range relative to the median; the ratio
+ours/optax is the median of the per-round ratios with their interquartile range in brackets (the
+noise band).
 
 "bytes" is the least traffic a step can make: every array it touches read once and every array it
 changes written once (SGD: read params and gradients, write params = 3 arrays; momentum, NAG,
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -198,6 +201,7 @@ class OtherLoad:
 class Runner:
     name: str
     run: Callable[[], None]
+    flush: Callable[[], None] | None = None  # run untimed before every timed step
     temp_bytes: int | None = None  # XLA temporaries of the compiled step
     peak_bytes: int | None = None  # arguments + outputs - donated aliases + temporaries
     state_bytes: int | None = None
@@ -239,7 +243,7 @@ def jax_runner(name: str, tx: optax.GradientTransformation, sizes: list[int]) ->
             - memory.alias_size_in_bytes
             + memory.temp_size_in_bytes
         )
-    return Runner(name, run, temp, peak, state_bytes)
+    return Runner(name, run, temp_bytes=temp, peak_bytes=peak, state_bytes=state_bytes)
 
 
 def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner:
@@ -263,7 +267,7 @@ def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner:
         for t in s.values()
         if isinstance(t, torch.Tensor) and t.dim() > 0
     )
-    return Runner(name, run, None, None, state_bytes)
+    return Runner(name, run, flush=torch_triad(), state_bytes=state_bytes)
 
 
 def triad_runner() -> Runner:
@@ -278,7 +282,21 @@ def triad_runner() -> Runner:
         box[0] = triad(box[0], b, c)
         box[0].block_until_ready()
 
-    return Runner("triad", run)
+    return Runner("triad", run, flush=run)
+
+
+@functools.cache
+def torch_triad() -> Callable[[], None]:
+    """The same triad in PyTorch: what a PyTorch step follows (see :func:`interleave`)."""
+    assert torch is not None
+    a = torch.zeros(TRIAD_SIZE)
+    b = torch.ones(TRIAD_SIZE)
+    c = torch.full((TRIAD_SIZE,), 2.0)
+
+    def run() -> None:
+        torch.add(b, c, alpha=3.0, out=a)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,14 +311,26 @@ def timed(fn: Callable[[], None]) -> float:
 
 
 def interleave(runners: list[Runner], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Run every runner once per round, rotating the order; return the times by name."""
+    """Time every runner once per round, in a new random order each round; times by name.
+
+    Before each timed step its runtime streams a triad (untimed: ``Runner.flush``), so every
+    step starts as one in a training loop would, right after other work: with the runtime's
+    worker threads awake and the cache full of other data (including dirty lines to write
+    back). Without it a sample depends on its predecessor: XLA's and PyTorch's threads keep
+    spinning for a while after a step and slow down the other runtime's next one (PyTorch's fused
+    SGD on 10M floats measured 8 ms that way instead of 1.5 ms), and a step right after the
+    triad pays for the triad's dirty cache lines.
+    """
     for r in runners:
         for _ in range(warmup):
             r.run()
+    rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {r.name: [] for r in runners}
-    for i in range(rounds):
-        k = i % len(runners)
-        for r in runners[k:] + runners[:k]:
+    for _ in range(rounds):
+        for i in rng.permutation(len(runners)):
+            r = runners[i]
+            if r.flush is not None:
+                r.flush()
             times[r.name].append(timed(r.run))
     return times
 
@@ -365,6 +395,8 @@ def bench_shape(
             runners.append(torch_runner("torch foreach", spec, sizes, "foreach"))
             if spec.torch_fused:
                 runners.append(torch_runner("torch fused", spec, sizes, "fused"))
+        for r in runners:
+            r.flush = r.flush or triad.run
         times = interleave([*runners, triad], rounds, warmup)
         triad_times += times.pop("triad")
         memory = {
