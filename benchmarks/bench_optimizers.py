@@ -23,7 +23,9 @@ step its runtime streams that triad once, untimed, so every step starts as in a 
 right after other work: worker threads awake, the cache full of other data (see ``interleave``).
 The table gives medians; "spread" is the interquartile range relative to the median; the ratio
 ours/optax is the median of the per-round ratios with their interquartile range in brackets (the
-noise band).
+noise band). A second, independent instance of the optax step ("optax again") is measured like
+the others: its ratio to the first is an A/A control, the difference between two identical
+programs in the same run.
 
 "bytes" is the least traffic a step can make: every array it touches read once and every array it
 changes written once (SGD: read params and gradients, write params = 3 arrays; momentum, NAG,
@@ -390,6 +392,10 @@ def bench_shape(
             jax_runner("ours", spec.ours(), sizes),
             jax_runner("packed", jl.packed(spec.ours()), sizes),
             jax_runner("optax", spec.peer(), sizes),
+            # A/A control: a second, independent instance of the same program. Its ratio to the
+            # first shows how far two identical programs drift apart in this run (buffer
+            # placement, cache luck), on top of the per-round noise.
+            jax_runner("optax again", spec.peer(), sizes),
         ]
         if use_torch and torch is not None:
             runners.append(torch_runner("torch foreach", spec, sizes, "foreach"))
@@ -417,7 +423,13 @@ def print_step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> None:
     head = ["shape", "optimizer", "ours", "spread", "packed", "optax"]
     if use_torch:
         head += ["torch foreach", "torch fused"]
-    head += ["ours/optax [IQR]", "packed/optax [IQR]", "bytes", "ours of triad"]
+    head += [
+        "ours/optax [IQR]",
+        "packed/optax [IQR]",
+        "A/A: optax again/optax",
+        "bytes",
+        "ours of triad",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
     for row in rows:
@@ -436,6 +448,7 @@ def print_step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> None:
         cells += [
             fmt_ratio(row.ratio("ours")),
             fmt_ratio(row.ratio("packed")),
+            fmt_ratio(row.ratio("optax again")),
             f"{row.bytes / 1e6:.0f} MB",
             f"{fraction:.2f}",
         ]
@@ -556,7 +569,13 @@ def section(title: str) -> Iterator[None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument(
+        "--shapes",
+        nargs="*",
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        help="shapes of the step-time table (none: skip it)",
+    )
     parser.add_argument(
         "--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS)
     )
@@ -589,32 +608,34 @@ def main() -> None:
 
     print(f"Machine: {machine()}")
     print(f"Load average at start: {load_average()}")
-    triad = triad_runner()
     rows: list[Row] = []
     triad_times: list[float] = []
     other: dict[str, float | None] = {}
-    with section("Step time"):
-        for shape in args.shapes:
-            shape_rows, shape_triad, other[shape] = bench_shape(
-                shape, args.optimizers, args.rounds, args.warmup, use_torch, triad
-            )
-            rows += shape_rows
-            triad_times += shape_triad
-    triad_time = statistics.median(triad_times)
-    triad_bw = 3 * 4 * TRIAD_SIZE / triad_time
-    print(
-        f"\nTriad (a = b + 3 c, 50M float32, donated): median {fmt_time(triad_time)} over "
-        f"{len(triad_times)} runs, {triad_bw / 1e9:.1f} GB/s "
-        f"(spread {fmt_spread(triad_times)})"
-    )
-    print(
-        "Other processes' share of the CPU during each shape: "
-        + ", ".join(f"{k} {'?' if v is None else f'{100 * v:.0f}%'}" for k, v in other.items())
-    )
-    print(f"Load average at the end of the step-time runs: {load_average()}\n")
-    print_step_table(rows, triad_bw, use_torch)
-    with section("Memory (from XLA's memory analysis of the compiled step)"):
-        print_memory_table(rows)
+    if args.shapes:
+        triad = triad_runner()
+        with section("Step time"):
+            for shape in args.shapes:
+                shape_rows, shape_triad, other[shape] = bench_shape(
+                    shape, args.optimizers, args.rounds, args.warmup, use_torch, triad
+                )
+                rows += shape_rows
+                triad_times += shape_triad
+        del triad
+        triad_time = statistics.median(triad_times)
+        triad_bw = 3 * 4 * TRIAD_SIZE / triad_time
+        print(
+            f"\nTriad (a = b + 3 c, 50M float32, donated): median {fmt_time(triad_time)} over "
+            f"{len(triad_times)} runs, {triad_bw / 1e9:.1f} GB/s "
+            f"(spread {fmt_spread(triad_times)})"
+        )
+        print(
+            "Other processes' share of the CPU during each shape: "
+            + ", ".join(f"{k} {'?' if v is None else f'{100 * v:.0f}%'}" for k, v in other.items())
+        )
+        print(f"Load average at the end of the step-time runs: {load_average()}\n")
+        print_step_table(rows, triad_bw, use_torch)
+        with section("Memory (from XLA's memory analysis of the compiled step)"):
+            print_memory_table(rows)
     compile_results: list[dict[str, Any]] = []
     if args.compile_leaves:
         with section("Compile time (trace + lower + compile of one step, seconds)"):
