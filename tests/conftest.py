@@ -76,3 +76,21 @@ ALIASES: dict[str, Callable[..., Any]] = {
 @pytest.fixture(params=sorted(ALIASES))
 def alias_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+Wrap = Callable[[Any], Any]
+
+# The layouts every numerical test runs through: the default, everything packed into one vector
+# per dtype, and a mix. SHAPES has leaves of 15, 3, 24 and 1 entries: max_leaf_size=4 packs the 3
+# and the 1 into one vector and leaves the 15 and the 24 as they are.
+LAYOUTS: dict[str, Wrap] = {
+    "default": lambda tx: tx,
+    "packed": jl.packed,
+    "packed-mixed": lambda tx: jl.packed(tx, max_leaf_size=4),
+}
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def layout(request: pytest.FixtureRequest) -> Wrap:
+    """Wraps a transformation in one of the :data:`LAYOUTS` (the test runs once for each)."""
+    return LAYOUTS[request.param]

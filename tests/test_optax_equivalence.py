@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import random_gradients, random_tree, to_f32
+from conftest import Wrap, random_gradients, random_tree, to_f32
 
 import jaxopt_lectures as jl
 
@@ -174,10 +174,11 @@ PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
-def test_same_updates_as_optax_peer(name: str) -> None:
+def test_same_updates_as_optax_peer(layout: Wrap, name: str) -> None:
+    """Ours (in every layout) against its optax peer, which runs as it is."""
     make_ours, make_peer, rtol, cancellation = PAIRS[name]
     grads, params = _gradients(), _params()
-    ours = _run(make_ours(), grads, params)
+    ours = _run(layout(make_ours()), grads, params)
     peer = _run(make_peer(), grads, params)
     assert np.all(np.isfinite(ours))
     assert np.any(ours != 0)

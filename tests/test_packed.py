@@ -1,17 +1,17 @@
 """The packed layout (``jl.packed``) gives the numbers of the default layout.
 
-The same numerical tests as the default run through it, with the same tolerances: every alias and
-building block against the float64 lecture references (float32 and float64), and every optax
-pairing of DESIGN.md. Two packings are checked: everything in one vector per dtype, and a mix
-where the larger leaves keep their own buffers (``max_leaf_size=4`` on the test tree). On top:
-the packed updates equal the unpacked ones (bit for bit, but for the last bit of Adam's), and the
-optax contract holds (one compilation, ``inject_hyperparams``, ``apply_if_finite``, checkpoints,
-dtypes).
+The numerical tests of the default layout run through the packed one too, with the same
+tolerances: conftest's ``layout`` fixture parametrizes the float64 lecture references
+(tests/test_reference.py), the optax pairings (tests/test_optax_equivalence.py) and the
+one-compilation test (tests/test_transform_contract.py) over the default layout, everything in one
+vector per dtype, and a mix where the larger leaves keep their own buffers (``max_leaf_size=4`` on
+the test tree). Here: the packed updates equal the unpacked ones (bit for bit, but for the last
+bit of Adam's), the state's layout, the optax contract (``inject_hyperparams``,
+``apply_if_finite``, clipping, checkpoints, extra arguments, dtypes) and the failure modes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import chex
@@ -20,104 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ALIASES, enable_x64, random_gradients, random_tree, to_f32, tree_of
-from test_optax_equivalence import PAIRS, _assert_same_updates, _gradients, _params, _run
-from test_reference import (
-    ATOL_FRACTION_F64,
-    BLOCKS,
-    CASES,
-    NUM_STEPS,
-    RTOL_F64,
-    SCHEDULES,
-    compare_with_reference,
-    gradient_stream,
-)
+from conftest import ALIASES, LAYOUTS, Wrap, random_gradients, random_tree, to_f32, tree_of
 
 import jaxopt_lectures as jl
 
-Wrap = Callable[[optax.GradientTransformation], optax.GradientTransformation]
-
-# conftest.SHAPES has leaves of 15, 3, 24 and 1 entries: max_leaf_size=4 packs the 3 and the 1
-# into one vector and leaves the 15 and the 24 as they are.
-LAYOUTS: dict[str, Wrap] = {
-    "packed": jl.packed,
-    "packed-mixed": lambda tx: jl.packed(tx, max_leaf_size=4),
-}
-
 PARAMS = tree_of(lambda shape: jnp.ones(shape, jnp.float32))
+PACKED = [name for name in LAYOUTS if name != "default"]
 
 
-@pytest.fixture(params=sorted(LAYOUTS))
+@pytest.fixture(params=PACKED)
 def layout(request: pytest.FixtureRequest) -> Wrap:
+    """The packed layouts only (conftest's fixture also runs the default)."""
     return LAYOUTS[request.param]
-
-
-# --- the numerical tests of the default layout, through the packed one ------------------------
-
-
-@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference(layout: Wrap, case: str, schedule: str) -> None:
-    """test_reference.test_alias_matches_reference, packed."""
-    c = CASES[case]
-    make_lr, eta = SCHEDULES[schedule]
-    grads = to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=c.grad_scale))
-    params = to_f32(random_tree(np.random.default_rng(1)))
-    compare_with_reference(
-        layout(c.make_tx(make_lr(c.eta0))),
-        c.make_reference(),
-        lambda t: eta(c.eta0, t),
-        grads,
-        params,
-    )
-
-
-@pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_building_block_gives_unsigned_direction(layout: Wrap, block: str) -> None:
-    """test_reference.test_building_block_gives_unsigned_direction, packed."""
-    make_tx, make_reference, scale = BLOCKS[block]
-    grads = to_f32(gradient_stream(seed=7, num_steps=NUM_STEPS, scale=scale))
-    params = to_f32(random_tree(np.random.default_rng(2)))
-    compare_with_reference(
-        layout(make_tx()), make_reference(), lambda t: 1.0, grads, params, sign=-1.0
-    )
-
-
-@pytest.mark.parametrize("schedule", ["constant", "inverse_time_decay"])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference_in_float64(layout: Wrap, case: str, schedule: str) -> None:
-    """test_reference.test_alias_matches_reference_in_float64, packed."""
-    c = CASES[case]
-    make_lr, eta = SCHEDULES[schedule]
-    grads_np = gradient_stream(seed=11, num_steps=NUM_STEPS, scale=c.grad_scale)
-    params_np = random_tree(np.random.default_rng(4))
-    with enable_x64():
-        grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads_np)
-        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params_np)
-        tx = layout(c.make_tx(make_lr(c.eta0)))
-        state_dtypes = {x.dtype for x in jax.tree.leaves(tx.init(params))}
-        assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}
-        compare_with_reference(
-            tx,
-            c.make_reference(),
-            lambda t: eta(c.eta0, t),
-            grads,
-            params,
-            rtol=RTOL_F64,
-            atol_fraction=ATOL_FRACTION_F64,
-        )
-
-
-@pytest.mark.parametrize("name", sorted(PAIRS))
-def test_same_updates_as_optax_peer(layout: Wrap, name: str) -> None:
-    """test_optax_equivalence.test_same_updates_as_optax_peer: ours packed, optax as it is."""
-    make_ours, make_peer, rtol, cancellation = PAIRS[name]
-    grads, params = _gradients(), _params()
-    ours = _run(layout(make_ours()), grads, params)
-    peer = _run(make_peer(), grads, params)
-    assert np.all(np.isfinite(ours))
-    assert np.any(ours != 0)
-    _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
 
 
 # --- packed = unpacked ------------------------------------------------------------------------
@@ -190,23 +104,6 @@ def test_state_layout() -> None:
 
 
 # --- the optax contract -----------------------------------------------------------------------
-
-
-def test_second_update_does_not_recompile(layout: Wrap, alias_name: str) -> None:
-    tx = layout(ALIASES[alias_name]())
-    traces = 0
-
-    def step(params: Any, state: Any, grads: Any) -> Any:
-        nonlocal traces
-        traces += 1
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    jitted = jax.jit(step)
-    params, state = PARAMS, tx.init(PARAMS)
-    for g in random_gradients(0, 4):
-        params, state = jitted(params, state, to_f32(g))
-    assert traces == 1
 
 
 def test_inject_hyperparams_inside(layout: Wrap) -> None:

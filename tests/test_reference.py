@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ALIASES, enable_x64, random_gradients, random_tree, to_f32
+from conftest import ALIASES, Wrap, enable_x64, random_gradients, random_tree, to_f32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -326,14 +326,19 @@ def test_every_alias_has_a_reference() -> None:
 
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference(case: str, schedule: str) -> None:
-    """30 jitted float32 steps of each alias match the float64 lecture reference."""
+def test_alias_matches_reference(layout: Wrap, case: str, schedule: str) -> None:
+    """30 jitted float32 steps of each alias match the float64 lecture reference (in every
+    layout: the default and ``jl.packed``)."""
     c = CASES[case]
     make_lr, eta = SCHEDULES[schedule]
     grads = to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=c.grad_scale))
     params = to_f32(random_tree(np.random.default_rng(1)))
     compare_with_reference(
-        c.make_tx(make_lr(c.eta0)), c.make_reference(), lambda t: eta(c.eta0, t), grads, params
+        layout(c.make_tx(make_lr(c.eta0))),
+        c.make_reference(),
+        lambda t: eta(c.eta0, t),
+        grads,
+        params,
     )
 
 
@@ -368,17 +373,19 @@ BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_building_block_gives_unsigned_direction(block: str) -> None:
+def test_building_block_gives_unsigned_direction(layout: Wrap, block: str) -> None:
     """A ``scale_by_*`` block (or ``trace``) returns the reference's step at eta = 1, negated."""
     make_tx, make_reference, scale = BLOCKS[block]
     grads = to_f32(gradient_stream(seed=7, num_steps=NUM_STEPS, scale=scale))
     params = to_f32(random_tree(np.random.default_rng(2)))
-    compare_with_reference(make_tx(), make_reference(), lambda t: 1.0, grads, params, sign=-1.0)
+    compare_with_reference(
+        layout(make_tx()), make_reference(), lambda t: 1.0, grads, params, sign=-1.0
+    )
 
 
 @pytest.mark.parametrize("schedule", ["constant", "inverse_time_decay"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference_in_float64(case: str, schedule: str) -> None:
+def test_alias_matches_reference_in_float64(layout: Wrap, case: str, schedule: str) -> None:
     """With 64-bit JAX and float64 parameters the library is as exact as the reference."""
     c = CASES[case]
     make_lr, eta = SCHEDULES[schedule]
@@ -387,7 +394,7 @@ def test_alias_matches_reference_in_float64(case: str, schedule: str) -> None:
     with enable_x64():
         grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads_np)
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params_np)
-        tx = c.make_tx(make_lr(c.eta0))
+        tx = layout(c.make_tx(make_lr(c.eta0)))
         # Every floating-point leaf of the state is float64 too (the step counts are int32).
         state_dtypes = {x.dtype for x in jax.tree.leaves(tx.init(params))}
         assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ALIASES, enable_x64, random_gradients, to_f32, tree_of
+from conftest import ALIASES, Wrap, enable_x64, random_gradients, to_f32, tree_of
 from hypothesis import given, settings
 
 import jaxopt_lectures as jl
@@ -58,8 +58,8 @@ def run_steps(tx: optax.GradientTransformation, grads: list[Any], state: Any = N
 # --- jit: one compilation, extra arguments ------------------------------------------------------
 
 
-def test_second_update_does_not_recompile(alias_name: str) -> None:
-    tx = ALIASES[alias_name]()
+def test_second_update_does_not_recompile(layout: Wrap, alias_name: str) -> None:
+    tx = layout(ALIASES[alias_name]())
     traces = 0
 
     def step(params: Any, state: Any, grads: Any) -> Any:
