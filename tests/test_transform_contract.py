@@ -327,8 +327,8 @@ def test_mismatched_tree_structure_raises(name: str) -> None:
 # --- composition with optax and failure modes --------------------------------------------------
 
 
-def test_apply_if_finite_skips_nan_steps(alias_name: str) -> None:
-    tx = optax.apply_if_finite(ALIASES[alias_name](), max_consecutive_errors=3)
+def test_apply_if_finite_skips_nan_steps(layout: Wrap, alias_name: str) -> None:
+    tx = optax.apply_if_finite(layout(ALIASES[alias_name]()), max_consecutive_errors=3)
     state = tx.init(PARAMS)
     g = to_f32(random_gradients(8, 1)[0])
     _, state = tx.update(g, state)
