@@ -7,8 +7,6 @@ experiment module draws its own figure with them.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 
 from jaxopt_lectures.experiments._deps import require
 from jaxopt_lectures.experiments.problems import Problem
+from jaxopt_lectures.experiments.report import atomic_file
 
 __all__ = ["COLORS", "band", "contour", "pyplot", "save", "save_animation"]
 
@@ -65,14 +64,10 @@ def save(fig: Any, path: Path) -> str:
     Returns the file name (relative to the output folder), for the report.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, bbox_inches="tight")
-        _publish(tmp, path)
+        with atomic_file(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, bbox_inches="tight")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         pyplot().close(fig)
     return path.name
 
@@ -113,31 +108,19 @@ def save_animation(
     # it and the GIF stores only what changed between frames.
     palette = render(frames[-1]).quantize(colors=96, method=image_mod.Quantize.MEDIANCUT)
     images = [render(frame).quantize(palette=palette, dither=0) for frame in frames]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".gif")
-    os.close(fd)
     try:
-        images[0].save(
-            tmp,
-            save_all=True,
-            append_images=images[1:],
-            duration=int(1000 / fps),
-            loop=0,
-            optimize=False,
-        )
-        _publish(tmp, path)
+        with atomic_file(path, suffix=".gif") as tmp:
+            images[0].save(
+                tmp,
+                save_all=True,
+                append_images=images[1:],
+                duration=int(1000 / fps),
+                loop=0,
+                optimize=False,
+            )
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         pyplot().close(fig)
     return path.name
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Give a temporary file the usual permissions (mkstemp makes it 0600) and move it in place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def contour(ax: Any, problem: Problem, *, levels: int = 25, resolution: int = 200) -> None:

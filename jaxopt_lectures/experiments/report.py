@@ -8,6 +8,7 @@ that file alone, so an interrupted run still leaves a consistent report of what 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -15,12 +16,14 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "RESULTS",
+    "atomic_file",
     "load_results",
     "machine_info",
     "versions",
@@ -33,16 +36,18 @@ RESULTS = "results.json"
 SCHEMA = 1
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``:
-    a reader (or an interrupted run) sees the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield the name of a temporary file next to ``path`` to write; when the block ends without
+    an error, give the file the usual permissions (``mkstemp`` makes it 0600) and move it onto
+    ``path`` with ``os.replace``, so a reader (or an interrupted run) sees the old file or the new
+    one, never half of one. On an error the temporary file is removed and ``path`` is untouched.
+    ``suffix`` is the temporary name's ending (matplotlib picks the image format from it)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -50,6 +55,14 @@ def write_atomic(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_file`), flushed to disk first."""
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def versions() -> dict[str, str]:
