@@ -1,8 +1,12 @@
-"""Shared fixtures: a pytree of mixed shapes and streams of random gradients for it."""
+"""Shared fixtures: a pytree of mixed shapes and streams of random gradients for it, the layouts
+the numerical tests run through, and a runner for child processes on 8 simulated devices."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +98,24 @@ LAYOUTS: dict[str, Wrap] = {
 def layout(request: pytest.FixtureRequest) -> Wrap:
     """Wraps a transformation in one of the :data:`LAYOUTS` (the test runs once for each)."""
     return LAYOUTS[request.param]
+
+
+def run_on_eight_devices(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in a child process that sees 8 simulated CPU devices (XLA reads the
+    device count once, at start-up, so multi-device tests need their own process); assert that it
+    exited with 0 (the message shows the end of its stderr) and return it."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    result = subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result

@@ -9,11 +9,10 @@ run happens in a child process so the other tests keep their single CPU device.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from conftest import run_on_eight_devices
 
 SCRIPT = textwrap.dedent(
     r"""
@@ -80,15 +79,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_data_parallel_training_equals_one_device() -> None:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_on_eight_devices("-c", SCRIPT)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report) == {"sgd", "nag", "adam"}
     for name, r in report.items():
@@ -106,20 +97,8 @@ def test_data_parallel_training_equals_one_device() -> None:
 
 
 def test_example_script_runs_on_eight_devices() -> None:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
     script = Path(__file__).resolve().parents[1] / "examples" / "data_parallel.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--epochs", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_on_eight_devices(str(script), "--epochs", "2")
     assert "8 device(s) of cpu" in result.stdout
     accuracy = float(result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1])
     assert accuracy > 0.85, result.stdout

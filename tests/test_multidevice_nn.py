@@ -8,10 +8,9 @@ as JSON; this process, and every other test, keeps its own devices.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
+
+from conftest import run_on_eight_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -104,18 +103,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_eight_devices_give_the_statistics_output_and_gradients_of_one() -> None:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["JAX_PLATFORMS"] = "cpu"
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_on_eight_devices("-c", SCRIPT)
     line = next(line for line in result.stdout.splitlines() if line.startswith("REPORT"))
     report = json.loads(line[len("REPORT") :])
     assert report["devices"] == 8

@@ -8,12 +8,10 @@ single CPU device.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_on_eight_devices
 
 SCRIPT = textwrap.dedent(
     r"""
@@ -119,19 +117,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("axis_types", ["explicit", "auto"])
 def test_optimizer_state_is_sharded_like_the_parameters(axis_types: str) -> None:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, axis_types],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_on_eight_devices("-c", SCRIPT, axis_types)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report) == {
         "momentum",
@@ -203,19 +189,7 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
 
 
 def test_newton_cg_on_sharded_parameters_reaches_the_single_device_minimizer() -> None:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", NEWTON_CG_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_on_eight_devices("-c", NEWTON_CG_SCRIPT)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["grad_norm"] < 1e-4, report  # a minimizer
     assert report["max_diff"] < 1e-4, report  # the same one as on a single device
