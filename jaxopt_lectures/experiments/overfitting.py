@@ -95,23 +95,19 @@ def run(ctx: Context) -> Result:
     ax = axes[3]  # the validation loss on a linear scale, where its upturn is visible
     figures.band(ax, ep, plain.val_loss[0], label="without dropout", color="#1f77b4")
     figures.band(ax, ep, drop.val_loss[0], label=f"dropout {DROPOUT:g}", color="#ff7f0e")
-    ax.plot(
-        s0["best_epoch"],
-        s0["best_val_loss"],
-        "v",
-        color="#1f77b4",
-        markersize=9,
-        markeredgecolor="k",
-        label="lowest val loss (per seed)",
-    )
-    ax.plot(
-        s1["best_epoch"],
-        s1["best_val_loss"],
-        "v",
-        color="#ff7f0e",
-        markersize=9,
-        markeredgecolor="k",
-    )
+    for s, color, label in (
+        (s0, "#1f77b4", "lowest val loss (per seed)"),
+        (s1, "#ff7f0e", None),  # one legend entry for both
+    ):
+        ax.plot(
+            s["best_epoch"],
+            s["best_val_loss"],
+            "v",
+            color=color,
+            markersize=9,
+            markeredgecolor="k",
+            label=label,
+        )
     top = float(
         np.nanmax([np.nanmax(plain.val_loss[0, :, 3:]), np.nanmax(drop.val_loss[0, :, 3:])])
     )
