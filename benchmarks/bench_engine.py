@@ -27,8 +27,6 @@ Timings are medians over repeated epochs after a warm-up (compile excluded), int
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _machine import describe_machine, load_average
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments.data import digits
@@ -71,19 +70,6 @@ CASES: dict[str, tuple[MLP, Callable[[], optax.GradientTransformation], int, int
         64,
     ),
 }
-
-
-def machine() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, {cores} cores, {platform.system()} {platform.release()}; Python "
-        f"{platform.python_version()}, jax {jax.__version__}, backend {jax.default_backend()}"
-    )
 
 
 def interleaved(methods: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
@@ -285,9 +271,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed epochs per method")
     args = parser.parse_args()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"Machine: {machine()}")
-    print(f"Load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min)")
+    print(f"Machine: {describe_machine()}")
+    print(f"Load average before: {load_average()} (1, 5, 15 min)")
     print(
         "MLP rows: one epoch of the digits (1,078 training examples in mini-batches of 64, or "
         "16); with N seeds, N runs: vmap-ed in the compiled epoch, one after the other in the "
@@ -317,8 +302,7 @@ def main() -> None:
             f"{r['max_param_diff']:>8.1e} |",
             flush=True,
         )
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"\nLoad average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\nLoad average after: {load_average()}")
     print(
         f"Speed-up of the compiled loops over the fastest Python loop: {min(ratios):.1f}x to "
         f"{max(ratios):.1f}x (acceptance: >= 3x)"

@@ -29,7 +29,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy, scipy or jax
 
 import argparse
 import itertools
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _machine import describe_machine, load_average
 
 from jaxopt_lectures.optimizers.newton import newton, newton_cg
 
@@ -54,16 +54,8 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def machine() -> str:
-    device = jax.devices()[0]
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 0
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"{platform.processor() or platform.machine()} ({platform.machine()}), "
-        f"{cores} usable of {os.cpu_count()} cores, load average {load}; "
-        f"jax {jax.__version__}, device {device.platform}:{device.device_kind}; "
+        f"{describe_machine()}; load average {load_average()}; "
         f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
     )
 

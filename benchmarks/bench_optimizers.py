@@ -50,7 +50,6 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _machine import describe_machine, load_average
 
 import jaxopt_lectures as jl
 
@@ -142,28 +142,10 @@ OPTIMIZERS: dict[str, Spec] = {
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 0
-    device = jax.devices()[0]
-    versions = f"jax {jax.__version__}, optax {optax.__version__}"
+    versions = f"optax {optax.__version__}"
     if torch is not None:
         versions += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    return (
-        f"{cpu} ({platform.machine()}), {cores} usable of {os.cpu_count()} cores, "
-        f"device {device.platform}:{device.device_kind}; {versions}"
-    )
-
-
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"{describe_machine()}; {versions}"
 
 
 class OtherLoad:
