@@ -285,6 +285,28 @@ def indefinite_quadratic(seed: int, d: int = 6) -> tuple[np.ndarray, np.ndarray]
     return (Q * eigenvalues) @ Q.T, rng.standard_normal(d)
 
 
+def absolute(M: np.ndarray) -> np.ndarray:
+    """|M|: the matrix with the eigenvectors of symmetric M and the absolute values of its
+    eigenvalues."""
+    eigenvalues, Q = np.linalg.eigh(M)
+    return (Q * np.abs(eigenvalues)) @ Q.T
+
+
+def direction_on_quadratic(
+    tx: optax.GradientTransformation, M: np.ndarray, c: np.ndarray, theta: np.ndarray
+) -> tuple[jax.Array, Any]:
+    """One jitted update of ``tx`` at ``theta`` on the float32 quadratic 1/2 t.M.t + c.t:
+    the direction and the new state."""
+
+    def loss(t: jax.Array) -> jax.Array:
+        return 0.5 * t @ jnp.asarray(M, jnp.float32) @ t + jnp.asarray(c, jnp.float32) @ t
+
+    t32 = jnp.asarray(theta, jnp.float32)
+    return jax.jit(lambda t, s: tx.update(jax.grad(loss)(t), s, t, value_fn=loss))(
+        t32, tx.init(t32)
+    )
+
+
 @pytest.mark.parametrize(
     ("spd", "damping", "saddle_free"),
     [
@@ -306,23 +328,15 @@ def test_dense_direction_matches_float64_linear_algebra(
     """
     M, c = indefinite_quadratic(1)
     if spd:
-        eigenvalues, Q = np.linalg.eigh(M)
-        M = (Q * np.abs(eigenvalues)) @ Q.T
+        M = absolute(M)
     theta = np.random.default_rng(2).standard_normal(6)
-
-    def loss(t: jax.Array) -> jax.Array:
-        return 0.5 * t @ jnp.asarray(M, jnp.float32) @ t + jnp.asarray(c, jnp.float32) @ t
-
     g = M @ theta + c
     eigenvalues, Q = np.linalg.eigh(M)
     mu = (np.abs(eigenvalues) if saddle_free else eigenvalues) + damping
     expected = Q @ ((Q.T @ g) / mu)
 
     tx = scale_by_newton(damping=damping, saddle_free=saddle_free)
-    t32 = jnp.asarray(theta, jnp.float32)
-    direction, state = jax.jit(lambda t, s: tx.update(jax.grad(loss)(t), s, t, value_fn=loss))(
-        t32, tx.init(t32)
-    )
+    direction, state = direction_on_quadratic(tx, M, c, theta)
     np.testing.assert_allclose(np.asarray(direction), expected, rtol=1e-4, atol=1e-5)
     indefinite = np.min(eigenvalues + damping) <= 0
     assert int(state.num_negative_curvature) == int(indefinite)
@@ -334,20 +348,12 @@ def test_cg_direction_matches_float64_linear_algebra(damping: float) -> None:
     matrix is SPD (|H| here, and H + 5 I of the indefinite matrix)."""
     M, c = indefinite_quadratic(3)
     if damping == 0.0:
-        eigenvalues, Q = np.linalg.eigh(M)
-        M = (Q * np.abs(eigenvalues)) @ Q.T
+        M = absolute(M)
     theta = np.random.default_rng(4).standard_normal(6)
-
-    def loss(t: jax.Array) -> jax.Array:
-        return 0.5 * t @ jnp.asarray(M, jnp.float32) @ t + jnp.asarray(c, jnp.float32) @ t
-
     g = M @ theta + c
     expected = np.linalg.solve(M + damping * np.eye(6), g)
     tx = scale_by_newton_cg(damping=damping, tol=1e-6)
-    t32 = jnp.asarray(theta, jnp.float32)
-    direction, state = jax.jit(lambda t, s: tx.update(jax.grad(loss)(t), s, t, value_fn=loss))(
-        t32, tx.init(t32)
-    )
+    direction, state = direction_on_quadratic(tx, M, c, theta)
     np.testing.assert_allclose(np.asarray(direction), expected, rtol=1e-4, atol=1e-5)
     assert int(state.num_negative_curvature) == 0
 
