@@ -512,28 +512,35 @@ def rosenbrock(t: jax.Array) -> jax.Array:
     return 100.0 * (t[1] - t[0] ** 2) ** 2 + (1.0 - t[0]) ** 2
 
 
+def losses_along(
+    tx: optax.GradientTransformation, loss: Loss, start: jax.Array, steps: int
+) -> tuple[list[float], jax.Array]:
+    """Run ``tx`` from ``start``, passing the extra arguments optax's line searches need (value,
+    grad, value_fn): the loss before each step, and the last iterate."""
+
+    @jax.jit
+    def step(t: jax.Array, s: Any) -> tuple[jax.Array, Any, jax.Array]:
+        value, g = jax.value_and_grad(loss)(t)
+        updates, s = tx.update(g, s, t, value=value, grad=g, value_fn=loss)
+        return optax.apply_updates(t, updates), s, value
+
+    t, s, out = start, tx.init(start), []
+    for _ in range(steps):
+        t, s, value = step(t, s)
+        out.append(float(value))
+    return out, t
+
+
 def test_backtracking_line_search_makes_newton_monotone_on_rosenbrock() -> None:
     """optax's line search takes the same value_fn; Newton alone overshoots out of the valley."""
     start = jnp.array([-1.2, 1.0])
-
-    def values(tx: optax.GradientTransformation, steps: int) -> tuple[list[float], jax.Array]:
-        @jax.jit
-        def step(t: jax.Array, s: Any) -> tuple[jax.Array, Any, jax.Array]:
-            value, g = jax.value_and_grad(rosenbrock)(t)
-            updates, s = tx.update(g, s, t, value=value, grad=g, value_fn=rosenbrock)
-            return optax.apply_updates(t, updates), s, value
-
-        t, s, out = start, tx.init(start), []
-        for _ in range(steps):
-            t, s, value = step(t, s)
-            out.append(float(value))
-        return out, t
-
-    plain, _ = values(newton(), 3)
+    plain, _ = losses_along(newton(), rosenbrock, start, 3)
     assert plain[2] > 10 * plain[0]  # the raw Newton step jumps far uphill at step 2
 
-    searched, final = values(
+    searched, final = losses_along(
         optax.chain(newton(), optax.scale_by_backtracking_linesearch(max_backtracking_steps=30)),
+        rosenbrock,
+        start,
         30,
     )
     assert all(b <= a for a, b in itertools.pairwise(searched))
@@ -551,18 +558,7 @@ def test_backtracking_line_search_makes_newton_monotone_on_rosenbrock() -> None:
 def test_newton_cg_with_a_line_search_descends_from_the_saddle(
     line_search: Callable[[], optax.GradientTransformation],
 ) -> None:
-    tx = optax.chain(newton_cg(), line_search())
-
-    @jax.jit
-    def step(t: jax.Array, s: Any) -> tuple[jax.Array, Any, jax.Array]:
-        value, g = jax.value_and_grad(saddle)(t)
-        updates, s = tx.update(g, s, t, value=value, grad=g, value_fn=saddle)
-        return optax.apply_updates(t, updates), s, value
-
-    t, s, values = NEAR_SADDLE, tx.init(NEAR_SADDLE), []
-    for _ in range(15):
-        t, s, value = step(t, s)
-        values.append(float(value))
+    values, t = losses_along(optax.chain(newton_cg(), line_search()), saddle, NEAR_SADDLE, 15)
     assert all(b <= a for a, b in itertools.pairwise(values))
     np.testing.assert_allclose(np.asarray(t), [0.0, math.sqrt(2.0)], atol=1e-3)
 
