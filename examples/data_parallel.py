@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxopt_lectures as jl
-from jaxopt_lectures.experiments import parallel
+from jaxopt_lectures import parallel
 
 
 def main() -> None:

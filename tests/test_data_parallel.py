@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from sklearn.datasets import load_digits
 
     import jaxopt_lectures as jl
-    from jaxopt_lectures.experiments import parallel
+    from jaxopt_lectures import parallel
 
     assert jax.device_count() == 8
     x, y = load_digits(return_X_y=True)
