@@ -4,10 +4,14 @@ The global mini-batch is split over the mesh's ``data`` axis; every device compu
 its shard, the loss is averaged across devices (``lax.pmean``) before it is differentiated, batch
 norm uses the statistics of the *global* batch (``axis_name``), and the optimizer updates replicated
 parameters and state identically everywhere. The result is, up to float rounding, the training of
-one device on the same global batches: the tests check it on 8 simulated CPU devices.
+one device on the same global batches: the tests check it on 8 simulated CPU devices, and on two
+processes (one or two devices each) joined by JAX's distributed runtime.
 
-The same code runs on several GPUs, TPU cores or hosts (after ``jax.distributed.initialize()``):
-only the mesh changes. See ``docs/multi-device.md``.
+The same code runs on several GPUs, TPU cores or hosts: start one process per host, call
+:func:`jaxopt_lectures.distributed.initialize` (or ``jax.distributed.initialize``) first, and the
+mesh spans the devices of every process. Every process runs the same program on the same global
+batches; :func:`shard_batch` keeps only the rows that its own devices hold. See
+``docs/multi-device.md`` and ``python -m jaxopt_lectures.launch``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ _shard_map: Any = getattr(jax, "shard_map", None)
 if _shard_map is None:  # jax < 0.6
     from jax.experimental.shard_map import shard_map as _shard_map
 
-__all__ = ["data_mesh", "make_train_step", "replicate", "shard_batch", "train_epochs"]
+__all__ = [
+    "data_mesh",
+    "local_rows",
+    "make_train_step",
+    "replicate",
+    "shard_batch",
+    "shard_local_batch",
+    "train_epochs",
+]
 
 TrainStep = Callable[[Any, Any, Any, jax.Array, jax.Array], tuple[Any, Any, Any, jax.Array]]
 
@@ -43,19 +55,99 @@ def data_mesh(num_devices: int | None = None, axis: str = "data") -> Mesh:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Put every leaf of ``tree`` on every device of ``mesh`` (a replicated ``NamedSharding``)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Put every leaf of ``tree`` on every device of ``mesh`` (a replicated ``NamedSharding``).
+
+    On a mesh that spans several processes every process must pass the same values (the same
+    seed, the same checkpoint); each one fills its own devices from its own copy, and nothing
+    is sent between processes.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if mesh.is_multi_process:
+
+        def put(leaf: Any) -> jax.Array:
+            if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+                return leaf
+            host = np.asarray(leaf)
+            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+        return jax.tree.map(put, tree)
+    return jax.device_put(tree, sharding)
 
 
-def shard_batch(tree: Any, mesh: Mesh, axis: str = "data") -> Any:
-    """Split the leading (batch) axis of every leaf of ``tree`` over the mesh axis ``axis``."""
-    size = mesh.shape[axis]
+def _check_divisible(tree: Any, size: int, axis: str, what: str) -> None:
     for leaf in jax.tree.leaves(tree):
         if leaf.shape[0] % size:
             raise ValueError(
-                f"shard_batch: a batch of {leaf.shape[0]} does not split evenly over {size} "
+                f"{what}: a batch of {leaf.shape[0]} does not split evenly over {size} "
                 f"devices along {axis!r}; use a global batch size that is a multiple of {size}."
             )
+
+
+def local_rows(mesh: Mesh, global_batch_size: int, axis: str = "data") -> slice:
+    """The rows of a global batch that this process's devices hold when it is split over ``axis``.
+
+    With one process that is every row. With several, each process needs to load only these rows
+    (its part of every global batch) and pass them to :func:`shard_local_batch`.
+
+    Example:
+      >>> from jaxopt_lectures import parallel
+      >>> parallel.local_rows(parallel.data_mesh(1), 8)  # one process: all rows
+      slice(0, 8, None)
+    """
+    _check_divisible([np.empty((global_batch_size,))], mesh.shape[axis], axis, "local_rows")
+    indices = NamedSharding(mesh, PartitionSpec(axis)).addressable_devices_indices_map(
+        (global_batch_size,)
+    )
+    ranges = sorted({(i[0].indices(global_batch_size)[:2]) for i in indices.values()})
+    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+        if stop != start:
+            raise ValueError(
+                f"local_rows: this process's devices hold non-contiguous rows {ranges} of the "
+                f"{axis!r} axis; order the mesh's devices by process (jax.devices() is)."
+            )
+    return slice(ranges[0][0], ranges[-1][1])
+
+
+def shard_local_batch(tree: Any, mesh: Mesh, global_batch_size: int, axis: str = "data") -> Any:
+    """Assemble a global batch split over ``axis`` from each process's own rows.
+
+    Every process passes its part (``local_rows(mesh, global_batch_size)`` of the global batch);
+    the result is one global ``jax.Array`` per leaf, built with
+    ``jax.make_array_from_process_local_data``. With one process this is :func:`shard_batch`.
+    """
+    _check_divisible(
+        [np.empty((global_batch_size,))], mesh.shape[axis], axis, "shard_local_batch"
+    )
+    sharding = NamedSharding(mesh, PartitionSpec(axis))
+    rows = local_rows(mesh, global_batch_size, axis)
+
+    def put(leaf: Any) -> jax.Array:
+        leaf = np.asarray(leaf)
+        if leaf.shape[0] != rows.stop - rows.start:
+            raise ValueError(
+                f"shard_local_batch: this process holds rows {rows.start}:{rows.stop} of the "
+                f"global batch of {global_batch_size}, got a local batch of {leaf.shape[0]}"
+            )
+        return jax.make_array_from_process_local_data(
+            sharding, leaf, (global_batch_size, *leaf.shape[1:])
+        )
+
+    return jax.tree.map(put, tree)
+
+
+def shard_batch(tree: Any, mesh: Mesh, axis: str = "data") -> Any:
+    """Split the leading (batch) axis of every leaf of ``tree`` over the mesh axis ``axis``.
+
+    ``tree`` is the whole global batch. On a mesh that spans several processes, every process
+    passes the same global batch and keeps only its own rows (:func:`local_rows`); to load only
+    those rows in the first place, use :func:`shard_local_batch`.
+    """
+    _check_divisible(tree, mesh.shape[axis], axis, "shard_batch")
+    if mesh.is_multi_process:
+        leaves = jax.tree.leaves(tree)
+        rows = local_rows(mesh, leaves[0].shape[0], axis)
+        local = jax.tree.map(lambda leaf: np.asarray(leaf)[rows], tree)
+        return shard_local_batch(local, mesh, leaves[0].shape[0], axis)
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(axis)))
 
 
@@ -125,26 +217,32 @@ def train_epochs(
     epochs: int,
     batch_size: int,
     seed: int,
+    first_epoch: int = 0,
     mesh: Mesh | None = None,
     axis: str = "data",
 ) -> tuple[Any, Any, Any, np.ndarray]:
     """Run ``epochs`` passes over shuffled global mini-batches; return the state and the losses.
 
+    Epoch ``e`` visits the examples in the order ``np.random.default_rng((seed, e))`` draws, so
+    a run that stops after epoch ``k`` (and saves its state) and continues with
+    ``first_epoch=k`` sees the same batches as one that never stopped. Every process of a
+    multi-process mesh draws the same order and feeds its own rows of each batch.
+
     With ``mesh``, pass ``params`` and ``bn_state`` through :func:`replicate` and create the
     optimizer state with ``jl.init_sharded(tx, params)``, so that nothing is first materialized on
     one device; anything not yet on the mesh is replicated here.
     """
-    rng = np.random.default_rng(seed)
     losses = []
     if mesh is not None:
         params, bn_state, opt_state = replicate((params, bn_state, opt_state), mesh)
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
+    for epoch in range(first_epoch, first_epoch + epochs):
+        order = np.random.default_rng((seed, epoch)).permutation(len(x))
         for start in range(0, len(x) - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
-            xb, yb = jnp.asarray(x[idx]), jnp.asarray(y[idx])
             if mesh is not None:
-                xb, yb = shard_batch((xb, yb), mesh, axis)
+                xb, yb = shard_batch((x[idx], y[idx]), mesh, axis)
+            else:
+                xb, yb = jnp.asarray(x[idx]), jnp.asarray(y[idx])
             params, bn_state, opt_state, loss = step(params, bn_state, opt_state, xb, yb)
             losses.append(loss)
     return params, bn_state, opt_state, np.asarray(jax.device_get(losses))
