@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--resume", type=Path, default=None, help="a checkpoint to continue")
     parser.add_argument("--x64", action="store_true", help="train in float64")
     parser.add_argument("--save", type=Path, default=None,
-                        help="write the final state and the losses to this .npz (process 0)")  # fmt: skip
+                        help="save final state and losses to this .npz")  # fmt: skip
     args = parser.parse_args()
     distributed.initialize()  # joins the other processes, if the launcher started any
     if args.x64:
@@ -67,7 +68,8 @@ def main() -> None:
     mesh_or_none = mesh if mesh.size > 1 else None  # one device: the plain single-device step
     batch = args.batch_size - args.batch_size % mesh.size  # a multiple of the device count
     print(
-        f"process {jax.process_index()} of {jax.process_count()}: {mesh.size} device(s) of "
+        f"process {jax.process_index()} of {jax.process_count()} (pid {os.getpid()}): "
+        f"{mesh.size} device(s) of "
         f"{jax.devices()[0].platform} ({jax.local_device_count()} here); global batch {batch}"
     )
 

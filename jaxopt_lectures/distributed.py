@@ -39,6 +39,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 
 import jax
 
@@ -99,13 +100,14 @@ def parse_address(address: str, *, resolve: bool = True) -> tuple[str, int]:
 def port_in_use(host: str, port: int) -> bool:
     """Whether ``host:port`` cannot be bound right now (another process listens on it).
 
-    Example:
-      >>> import socket
-      >>> from jaxopt_lectures.distributed import port_in_use
-      >>> with socket.socket() as s:
-      ...     s.bind(("127.0.0.1", 0)); s.listen()
-      ...     port_in_use("127.0.0.1", s.getsockname()[1])
-      True
+        Example:
+          >>> import socket
+    import time
+          >>> from jaxopt_lectures.distributed import port_in_use
+          >>> with socket.socket() as s:
+          ...     s.bind(("127.0.0.1", 0)); s.listen()
+          ...     port_in_use("127.0.0.1", s.getsockname()[1])
+          True
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if host in ("", "::", "0.0.0.0"):
@@ -164,6 +166,8 @@ def initialize(
     Raises:
       ValueError: a malformed or unresolvable address, a process id out of range, a missing
         setting, or (on process 0) a coordinator port that is already in use.
+      TimeoutError: (processes other than 0) nothing accepted connections at the coordinator
+        address within ``initialization_timeout`` seconds.
 
     Equivalent to ``jax.distributed.initialize(coordinator_address, num_processes, process_id,
     heartbeat_timeout_seconds=..., initialization_timeout=...)``; PyTorch's counterpart is
@@ -201,7 +205,8 @@ def initialize(
     init_timeout = initialization_timeout or _env_int(
         ENV_INITIALIZATION_TIMEOUT, DEFAULT_INITIALIZATION_TIMEOUT
     )
-    assert heartbeat is not None and init_timeout is not None
+    assert heartbeat is not None
+    assert init_timeout is not None
     if heartbeat < 1 or init_timeout < 1:
         raise ValueError(
             f"initialize: heartbeat_timeout ({heartbeat}) and initialization_timeout "
@@ -219,6 +224,8 @@ def initialize(
             )
     elif _is_unspecified(host):
         raise ValueError(f"initialize: coordinator address {address!r} names no host to connect to")
+    else:
+        _wait_for_coordinator(address, host, port, init_timeout)
     jax.distributed.initialize(
         coordinator_address=address,
         num_processes=count,
@@ -229,6 +236,26 @@ def initialize(
         shutdown_timeout_seconds=max(init_timeout, 2 * heartbeat),
     )
     return True
+
+
+def _wait_for_coordinator(address: str, host: str, port: int, timeout: float) -> None:
+    """Connect to the coordinator's port until it accepts, or raise a one-line error.
+
+    JAX's own client aborts the process with a long log when the coordinator never answers; a
+    plain TCP connection (closed at once) tells the same thing with a readable error.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"initialize: no coordinator answered at {address} within {timeout:g} s "
+                    f"({error}); is process 0 running, and is the address right?"
+                ) from None
+        time.sleep(0.2)
 
 
 def _is_unspecified(host: str) -> bool:

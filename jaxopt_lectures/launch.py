@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -66,7 +66,7 @@ class LaunchConfig:
     timeout: float | None = None
 
 
-def _positive(kind: type[int] | type[float], minimum: float) -> object:
+def _positive(kind: type[int] | type[float], minimum: float) -> Callable[[str], int | float]:
     def check(text: str) -> int | float:
         try:
             value = kind(text)
@@ -98,29 +98,74 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
         description="Start N JAX processes joined by jax.distributed (one host: loopback).",
         epilog="Example: python -m jaxopt_lectures.launch -n 2 --local-devices 2 -- train.py",
     )
-    parser.add_argument("-n", "--num-local", type=_positive(int, 1), default=1,
-                        help="processes to start on this host (default 1)")  # fmt: skip
-    parser.add_argument("--num-processes", type=_positive(int, 1), default=None,
-                        help="processes in the whole job, all hosts (default: -n)")  # fmt: skip
-    parser.add_argument("--first-process-id", type=_positive(int, 0), default=0,
-                        help="id of the first process started here (default 0)")  # fmt: skip
+    parser.add_argument(
+        "-n",
+        "--num-local",
+        type=_positive(int, 1),
+        default=1,
+        help="processes to start on this host (default 1)",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=_positive(int, 1),
+        default=None,
+        help="processes in the whole job, all hosts (default: -n)",
+    )
+    parser.add_argument(
+        "--first-process-id",
+        type=_positive(int, 0),
+        default=0,
+        help="id of the first process started here (default 0)",
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                       help="process 0's coordinator (several hosts); default 127.0.0.1")  # fmt: skip
-    where.add_argument("--port", type=_positive(int, 0), default=0,
-                       help="coordinator port on 127.0.0.1 (default: a free one)")  # fmt: skip
-    parser.add_argument("--local-devices", type=_positive(int, 1), default=1,
-                        help="CPU devices per process (--platform cpu; default 1)")  # fmt: skip
-    parser.add_argument("--platform", choices=("cpu", "auto"), default="cpu",
-                        help="cpu (default), or auto: let JAX use the host's GPUs/TPUs")  # fmt: skip
-    parser.add_argument("--heartbeat-timeout", type=_positive(int, 1), default=10,
-                        help="seconds before a silent process counts as dead (default 10)")  # fmt: skip
-    parser.add_argument("--initialization-timeout", type=_positive(int, 1), default=60,
-                        help="seconds to wait for all processes to join (default 60)")  # fmt: skip
-    parser.add_argument("--grace", type=_positive(float, 0), default=5.0,
-                        help="seconds between SIGTERM and SIGKILL when stopping (default 5)")  # fmt: skip
-    parser.add_argument("--timeout", type=_positive(float, 0), default=None,
-                        help="stop the whole job after this many seconds")  # fmt: skip
+    where.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's coordinator (several hosts); default 127.0.0.1",
+    )
+    where.add_argument(
+        "--port",
+        type=_positive(int, 0),
+        default=0,
+        help="coordinator port on 127.0.0.1 (default: a free one)",
+    )
+    parser.add_argument(
+        "--local-devices",
+        type=_positive(int, 1),
+        default=1,
+        help="CPU devices per process (--platform cpu; default 1)",
+    )
+    parser.add_argument(
+        "--platform",
+        choices=("cpu", "auto"),
+        default="cpu",
+        help="cpu (default), or auto: let JAX use the host's GPUs/TPUs",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=_positive(int, 1),
+        default=10,
+        help="seconds before a silent process counts as dead (default 10)",
+    )
+    parser.add_argument(
+        "--initialization-timeout",
+        type=_positive(int, 1),
+        default=60,
+        help="seconds to wait for all processes to join (default 60)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_positive(float, 0),
+        default=5.0,
+        help="seconds between SIGTERM and SIGKILL when stopping (default 5)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float, 0),
+        default=None,
+        help="stop the whole job after this many seconds",
+    )
     args = parser.parse_args(own)
     if not command:
         parser.error("nothing to run after '--'")

@@ -16,6 +16,7 @@ batches; :func:`shard_batch` keeps only the rows that its own devices hold. See
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -98,8 +99,10 @@ def local_rows(mesh: Mesh, global_batch_size: int, axis: str = "data") -> slice:
     indices = NamedSharding(mesh, PartitionSpec(axis)).addressable_devices_indices_map(
         (global_batch_size,)
     )
-    ranges = sorted({(i[0].indices(global_batch_size)[:2]) for i in indices.values()})
-    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+    ranges = sorted(
+        {i[0].indices(global_batch_size)[:2] for i in indices.values() if i is not None}
+    )
+    for (_, stop), (start, _) in itertools.pairwise(ranges):
         if stop != start:
             raise ValueError(
                 f"local_rows: this process's devices hold non-contiguous rows {ranges} of the "
@@ -115,9 +118,7 @@ def shard_local_batch(tree: Any, mesh: Mesh, global_batch_size: int, axis: str =
     the result is one global ``jax.Array`` per leaf, built with
     ``jax.make_array_from_process_local_data``. With one process this is :func:`shard_batch`.
     """
-    _check_divisible(
-        [np.empty((global_batch_size,))], mesh.shape[axis], axis, "shard_local_batch"
-    )
+    _check_divisible([np.empty((global_batch_size,))], mesh.shape[axis], axis, "shard_local_batch")
     sharding = NamedSharding(mesh, PartitionSpec(axis))
     rows = local_rows(mesh, global_batch_size, axis)
 
