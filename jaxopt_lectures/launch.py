@@ -179,7 +179,7 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
         parser.error("a job that spans several hosts needs --coordinator HOST:PORT")
     if args.coordinator is not None:
         try:
-            distributed.parse_address(args.coordinator)
+            distributed.parse_address(args.coordinator, resolve=False)
         except ValueError as error:
             parser.error(str(error))
     if args.platform != "cpu" and args.local_devices != 1:

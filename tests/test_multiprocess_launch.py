@@ -57,7 +57,6 @@ def test_parse_args_several_hosts() -> None:
         (["-n", "0", "--", "t.py"], "must be >= 1"),
         (["-n", "2", "--num-processes", "3", "--", "t.py"], "needs --coordinator"),
         (["-n", "2", "--num-processes", "2", "--first-process-id", "1", "--", "t.py"], "fit"),
-        (["--coordinator", "no-such-host.invalid:1234", "--", "t.py"], "does not resolve"),
         (["--coordinator", "127.0.0.1", "--", "t.py"], "host:port"),
         (["--coordinator", "127.0.0.1:1", "--port", "5", "--", "t.py"], "not allowed with"),
         (["--platform", "auto", "--local-devices", "2", "--", "t.py"], "--platform cpu"),
@@ -242,3 +241,14 @@ def test_run_fails_fast_on_a_busy_port(busy_port: int) -> None:
     assert err.count("\n") == 1
     assert f"port {busy_port} is already in use" in err
     assert elapsed < 2
+
+
+def test_run_fails_fast_on_an_unresolvable_coordinator() -> None:
+    status, out, err, elapsed = _run(
+        ["--coordinator", "no-such-host.invalid:1234", "--", "-c", "1/0"]
+    )
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "does not resolve" in err
+    assert elapsed < 10
