@@ -100,14 +100,14 @@ def parse_address(address: str, *, resolve: bool = True) -> tuple[str, int]:
 def port_in_use(host: str, port: int) -> bool:
     """Whether ``host:port`` cannot be bound right now (another process listens on it).
 
-        Example:
-          >>> import socket
-    import time
-          >>> from jaxopt_lectures.distributed import port_in_use
-          >>> with socket.socket() as s:
-          ...     s.bind(("127.0.0.1", 0)); s.listen()
-          ...     port_in_use("127.0.0.1", s.getsockname()[1])
-          True
+    Example:
+      >>> import socket
+      >>> from jaxopt_lectures.distributed import port_in_use
+      >>> with socket.socket() as s:
+      ...     s.bind(("127.0.0.1", 0))
+      ...     s.listen()
+      ...     port_in_use("127.0.0.1", s.getsockname()[1])
+      True
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if host in ("", "::", "0.0.0.0"):
