@@ -215,9 +215,9 @@ def initialize(
     host, port = parse_address(address)
     if index == 0:
         bind = os.environ.get(ENV_BIND)
-        bind_host = parse_address(bind, resolve=False)[0] if bind else ""
-        if port_in_use(bind_host, port):
-            where = f"{bind_host}:{port}" if bind_host else f"port {port}"
+        bind_host, bind_port = parse_address(bind, resolve=False) if bind else ("", port)
+        if port_in_use(bind_host, bind_port):
+            where = f"{bind_host}:{bind_port}" if bind_host else f"port {bind_port}"
             raise ValueError(
                 f"initialize: coordinator {where} is already in use on this host; pick another "
                 "port (the launcher picks a free one when --port is left out)"
