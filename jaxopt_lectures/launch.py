@@ -9,8 +9,9 @@ TCP: the same code path as several hosts, on one machine.
 
 It forwards every line the processes print, prefixed ``[p0]``, ``[p1]``, ..., and exits with 0
 when all of them do. When one fails (non-zero exit, a signal, ``kill -9``) it stops the others at
-once (SIGTERM, then SIGKILL after ``--grace`` seconds), prints one line naming the process and
-how it ended, and exits non-zero. ``--timeout`` bounds the whole job.
+once (SIGTERM, then SIGKILL after ``--grace`` seconds: JAX's distributed runtime takes SIGTERM
+as a preemption notice and keeps running), prints one line naming the process and how it
+ended, and exits non-zero. ``--timeout`` bounds the whole job.
 
 On several hosts run it once per host with the same ``--coordinator`` (process 0's host and a
 port), the total ``--num-processes``, and each host's ``--first-process-id``::
@@ -62,7 +63,7 @@ class LaunchConfig:
     platform: str = "cpu"  # "cpu" or "auto" (let JAX choose: GPUs, TPUs)
     heartbeat_timeout: int = 10
     initialization_timeout: int = 60
-    grace: float = 5.0
+    grace: float = 2.0
     timeout: float | None = None
 
 
@@ -158,7 +159,7 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
         "--grace",
         type=_positive(float, 0),
         default=5.0,
-        help="seconds between SIGTERM and SIGKILL when stopping (default 5)",
+        help="seconds between SIGTERM and SIGKILL when stopping (default 2)",
     )
     parser.add_argument(
         "--timeout",

@@ -302,7 +302,7 @@ def test_a_killed_process_stops_the_job_with_one_line(
     processes: list[subprocess.Popen[str]],
 ) -> None:
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "jaxopt_lectures.launch", "-n", "2", "--grace", "3", "--",
+        [sys.executable, "-m", "jaxopt_lectures.launch", "-n", "2", "--",
          EXAMPLE, "--epochs", "1000", "--batch-size", "64"],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -321,16 +321,20 @@ def test_a_killed_process_stops_the_job_with_one_line(
     killed = time.monotonic()
     _, err = launcher.communicate(timeout=60)
     stopped_after = time.monotonic() - killed
+    print(f"job stopped {stopped_after:.1f} s after the kill")
     assert launcher.returncode == 128 + signal.SIGKILL
-    assert stopped_after < 15, stopped_after  # poll interval + SIGTERM (+ grace) for process 0
+    # The poll interval, then SIGTERM, which JAX's runtime takes as a preemption notice and
+    # ignores, then SIGKILL after the default 2 s of grace.
+    assert stopped_after < 15, stopped_after
     errors = [line for line in err.splitlines() if line.startswith("launch:")]
     assert errors == [errors[-1]]
     assert errors[0].startswith(f"launch: error: process 1 (pid {victim}) was killed by SIGKILL")
     assert "stopped the 1 other process(es)" in errors[0]
 
 
+@pytest.mark.parametrize("victim_id", [1, 0], ids=["worker-dies", "coordinator-dies"])
 def test_without_the_launcher_the_runtime_stops_the_survivor(
-    processes: list[subprocess.Popen[str]],
+    victim_id: int, processes: list[subprocess.Popen[str]]
 ) -> None:
     # The documented recipe for one's own scheduler: environment variables, one process each.
     with socket.socket() as probe:
@@ -355,7 +359,7 @@ def test_without_the_launcher_the_runtime_stops_the_survivor(
                 text=True,
             )
         )
-    survivor, victim = processes
+    victim, survivor = processes[victim_id], processes[1 - victim_id]
     lines: list[str] = []
     assert victim.stdout is not None
     _read_until(victim.stdout, r"^epoch 1:", lines, time.monotonic() + TIMEOUT)
@@ -366,8 +370,9 @@ def test_without_the_launcher_the_runtime_stops_the_survivor(
     assert survivor.returncode != 0
     # Its next collective fails at once (the peer's socket is gone), or the coordinator misses
     # the victim's heartbeats (3 s here) and stops it; either way well before a hang.
+    print(f"survivor stopped {stopped_after:.1f} s after the kill")
     assert stopped_after < 30, stopped_after
-    assert "epoch 1:" in output
+    assert "global batch" in output  # it had started (and trained in step with the victim)
 
 
 def test_a_busy_port_or_a_bad_coordinator_fails_fast() -> None:
