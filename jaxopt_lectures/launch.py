@@ -158,7 +158,7 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
     parser.add_argument(
         "--grace",
         type=_positive(float, 0),
-        default=5.0,
+        default=2.0,
         help="seconds between SIGTERM and SIGKILL when stopping (default 2)",
     )
     parser.add_argument(
