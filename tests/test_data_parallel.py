@@ -12,7 +12,11 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import run_on_eight_devices
+
+# Child processes with 8 devices, each compiling several training steps: tens of seconds.
+pytestmark = pytest.mark.integration
 
 SCRIPT = textwrap.dedent(
     r"""

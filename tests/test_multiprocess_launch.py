@@ -37,6 +37,7 @@ def test_parse_args_defaults_and_command() -> None:
     assert config.port == 0
     assert config.local_devices == 1
     assert config.platform == "cpu"
+    assert config.grace == launch.LaunchConfig(("t.py",)).grace == 2.0
 
 
 def test_parse_args_several_hosts() -> None:
