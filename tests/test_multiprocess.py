@@ -406,3 +406,30 @@ def test_a_busy_port_or_a_bad_coordinator_fails_fast() -> None:
     # Both are refused before any JAX process starts: the time of one Python start-up.
     assert busy_seconds < 20
     assert bad_seconds < 20
+
+
+def test_one_launcher_per_host(processes: list[subprocess.Popen[str]]) -> None:
+    # The several-hosts command of docs/multi-device.md, with both "hosts" on this machine.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for first in (0, 1):
+        command = [
+            sys.executable, "-m", "jaxopt_lectures.launch", "-n", "1", "--num-processes", "2",
+            "--first-process-id", str(first), "--coordinator", f"127.0.0.1:{port}",
+            "--local-devices", "2", "--", EXAMPLE, "--epochs", "1",
+        ]  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [process.communicate(timeout=TIMEOUT)[0] for process in processes]
+    for first, (process, output) in enumerate(zip(processes, outputs, strict=True)):
+        assert process.returncode == 0, output[-4000:]
+        assert f"[p{first}] process {first} of 2 (pid" in output
+        assert "4 device(s) of cpu (2 here)" in output
+    # One job: both processes report the same global loss.
+    losses = [re.search(r"epoch 1: training loss (\S+),", output) for output in outputs]
+    assert all(losses)
+    assert losses[0].group(1) == losses[1].group(1)  # type: ignore[union-attr]
