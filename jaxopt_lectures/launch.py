@@ -24,7 +24,8 @@ port), the total ``--num-processes``, and each host's ``--first-process-id``::
 
 Exit status: 0 when every process succeeded; the first failing process's status otherwise (128 +
 the signal number when it was killed); 2 for bad arguments, a bad coordinator address or a port
-in use (checked before anything starts); 124 when ``--timeout`` ran out; 130 on Ctrl-C.
+in use (checked before anything starts); 124 when ``--timeout`` ran out; 130 on Ctrl-C; 143 when
+the launcher itself gets SIGTERM (its processes are stopped too).
 """
 
 from __future__ import annotations
@@ -347,11 +348,30 @@ def run(config: LaunchConfig, out: IO[str] | None = None, err: IO[str] | None = 
             time.sleep(0.05)
     except KeyboardInterrupt:
         return finish(130, "interrupted; stopped every process")
+    except _TerminatedError:
+        return finish(128 + signal.SIGTERM, "terminated (SIGTERM); stopped every process")
+
+
+class _TerminatedError(Exception):
+    """The launcher itself received SIGTERM (a scheduler stopping the job)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    del signum, frame
+    raise _TerminatedError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m jaxopt_lectures.launch``: parse the arguments and :func:`run` the job."""
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
+    """``python -m jaxopt_lectures.launch``: parse the arguments and :func:`run` the job.
+
+    A SIGTERM to the launcher (a scheduler cancelling the job) stops its processes too.
+    """
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return run(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

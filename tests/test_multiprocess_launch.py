@@ -9,7 +9,11 @@ The real multi-process runs are in ``test_multiprocess.py`` (integration tier).
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,3 +257,30 @@ def test_run_fails_fast_on_an_unresolvable_coordinator() -> None:
     assert err.count("\n") == 1
     assert "does not resolve" in err
     assert elapsed < 10
+
+
+@pytest.mark.integration  # starts the launcher itself, which imports JAX: a few seconds
+def test_sigterm_to_the_launcher_stops_its_processes(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        "import os, pathlib, time\n"
+        f"path = pathlib.Path({str(pids)!r})\n"
+        "with path.open('a') as f: f.write(f'{os.getpid()}\\n')\n"
+        "time.sleep(60)"
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lectures.launch", "-n", "2", "--grace", "1", "--", "-c",
+         code],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.05)
+    children = [int(pid) for pid in pids.read_text().split()]
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert "terminated (SIGTERM); stopped every process" in err
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone (and reaped by the launcher)
