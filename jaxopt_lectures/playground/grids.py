@@ -14,6 +14,7 @@ not the average of the two paths).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -347,30 +348,47 @@ def compute_grids(
         start_points(p.problem.x0, p.problem.xlim, p.problem.ylim, start_grid) for p in problems
     ]
     keys = [m.key for m in methods("quadratic")] if method_keys is None else list(method_keys)
-    by_problem: dict[tuple[int, str], Grid] = {}
-    for key in keys:
+    unknown = sorted(set(keys) - {m.key for m in methods("quadratic")})
+    if unknown:
+        raise ValueError(f"method_keys: unknown {unknown}; choose from {[m.key for m in methods('quadratic')]}")
+
+    def cases(index: int, key: str) -> tuple[Method, dict[str, jax.Array], jax.Array]:
+        method = next(m for m in methods(_family(problems[index])) if m.key == key)
+        xs, ys = starts[index]
+        table = np.asarray(
+            list(itertools.product(*(h.values for h in method.hypers), ys, xs)), np.float32
+        )
+        hypers = {h.name: jnp.asarray(table[:, i]) for i, h in enumerate(method.hypers)}
+        return method, hypers, jnp.asarray(table[:, [-1, -2]])
+
+    def compiled(key: str) -> tuple[Any, float]:
         t0 = time.perf_counter()
-        program = None
-        for index, p in enumerate(problems):
-            method = next(m for m in methods(_family(p)) if m.key == key)
-            xs, ys = starts[index]
-            shape = tuple(len(h.values) for h in method.hypers)
-            cases = list(itertools.product(*(h.values for h in method.hypers), ys, xs))
-            table = np.asarray(cases, np.float32)
-            hypers = {h.name: jnp.asarray(table[:, i]) for i, h in enumerate(method.hypers)}
-            theta0 = jnp.asarray(table[:, [-1, -2]])
-            if program is None:
-                program = _trajectory_program(method, losses, num_steps)
-            thetas, values = program(jnp.int32(index), hypers, theta0)
-            full = (*shape, len(ys), len(xs), num_steps + 1)
-            by_problem[index, key] = Grid(
-                problem=p,
-                method=method,
-                xs=xs,
-                ys=ys,
-                thetas=np.asarray(thetas).reshape(*full, 2),
-                losses=np.asarray(values).reshape(full),
+        method, hypers, theta0 = cases(0, key)
+        program = _trajectory_program(method, losses, num_steps)
+        executable = program.lower(jnp.int32(0), hypers, theta0).compile()
+        return executable, time.perf_counter() - t0
+
+    # XLA compiles in C++ without the GIL: two programs at a time use both cores of a laptop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        programs = dict(zip(keys, pool.map(compiled, keys), strict=True))
+    grids: list[Grid] = []
+    for index, p in enumerate(problems):
+        xs, ys = starts[index]
+        for key in keys:
+            t0 = time.perf_counter()
+            method, hypers, theta0 = cases(index, key)
+            thetas, values = programs[key][0](jnp.int32(index), hypers, theta0)
+            shape = (*(len(h.values) for h in method.hypers), len(ys), len(xs), num_steps + 1)
+            grids.append(
+                Grid(
+                    problem=p,
+                    method=method,
+                    xs=xs,
+                    ys=ys,
+                    thetas=np.asarray(thetas).reshape(*shape, 2),
+                    losses=np.asarray(values).reshape(shape),
+                )
             )
-        if timings is not None:
-            timings[key] = time.perf_counter() - t0
-    return [by_problem[i, k] for i in range(len(problems)) for k in keys]
+            if timings is not None:
+                timings[key] = timings.get(key, programs[key][1]) + time.perf_counter() - t0
+    return grids
