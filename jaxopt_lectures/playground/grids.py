@@ -281,21 +281,35 @@ def _scan(
 
 
 def run_direct(
-    method: Method, loss: Callable[[jax.Array], jax.Array], hypers: Mapping[str, float],
-    theta0: Sequence[float], num_steps: int = NUM_STEPS,
+    method: Method,
+    loss: Callable[[jax.Array], jax.Array],
+    hypers: Mapping[str, Any],
+    theta0: Sequence[float],
+    num_steps: int = NUM_STEPS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One trajectory, step by step in Python with the transform built from plain floats (the way
-    a user writes it), for checking the precomputed grids. Returns ``(thetas, losses)``."""
+    """One trajectory the way a user writes it, for checking the precomputed grids: the transform
+    built from plain floats, a Python loop over ``tx.update`` and ``optax.apply_updates`` (each
+    step compiled on its own; no ``vmap``, no ``scan``, no ``switch``).
+
+    Returns:
+      ``(thetas (num_steps + 1, 2), losses (num_steps + 1,))``, start included.
+    """
     tx = method.build(**hypers)
-    theta = jnp.asarray(theta0, jnp.float32)
-    state = tx.init(theta)
     extra = {"value_fn": loss} if method.needs_value_fn else {}
-    thetas, values = [theta], [loss(theta)]
-    for _ in range(num_steps):
+
+    @jax.jit
+    def step(theta: jax.Array, state: Any) -> tuple[jax.Array, Any, jax.Array]:
         updates, state = tx.update(jax.grad(loss)(theta), state, theta, **extra)
         theta = optax.apply_updates(theta, updates)
+        return theta, state, loss(theta)
+
+    theta = jnp.asarray(theta0, jnp.float32)
+    state = tx.init(theta)
+    thetas, values = [theta], [loss(theta)]
+    for _ in range(num_steps):
+        theta, state, value = step(theta, state)
         thetas.append(theta)
-        values.append(loss(theta))
+        values.append(value)
     return np.asarray(jnp.stack(thetas)), np.asarray(jnp.stack(values))
 
 

@@ -167,6 +167,7 @@ def build(
     start_grid: int = START_GRID,
     problems: Sequence[PlaygroundProblem] | None = None,
     method_keys: Sequence[str] | None = None,
+    grids: Sequence[Grid] | None = None,
     timings: dict[str, float] | None = None,
 ) -> Path:
     """Compute every grid and write the self-contained playground page.
@@ -179,6 +180,10 @@ def build(
       problems: the functions (default: all of
         :func:`~jaxopt_lectures.playground.problems.playground_problems`).
       method_keys: a subset of the optimizers (default: all).
+      grids: trajectories already computed by
+        :func:`~jaxopt_lectures.playground.grids.compute_grids` (then ``problems`` must be the
+        functions they were computed for, and ``num_steps``, ``start_grid`` and ``method_keys``
+        are not used).
       timings: if given, filled with ``"grids_s"``, ``"page_s"``, ``"total_s"`` and the seconds
         per optimizer.
 
@@ -197,7 +202,14 @@ def build(
     t0 = time.perf_counter()
     chosen = list(playground_problems() if problems is None else problems)
     per_method: dict[str, float] = {}
-    grids = compute_grids(chosen, num_steps, start_grid, method_keys, per_method)
+    if grids is None:
+        grids = compute_grids(chosen, num_steps, start_grid, method_keys, per_method)
+    else:
+        if {g.problem.key for g in grids} != {p.key for p in chosen}:
+            raise ValueError("build: `grids` were computed for other functions than `problems`")
+        num_steps = grids[0].losses.shape[-1] - 1
+        start_grid = len(grids[0].xs)
+        per_method = {g.method.key: 0.0 for g in grids}
     t1 = time.perf_counter()
     packer = _Packer()
     description = _describe(grids, chosen, packer, num_steps)
