@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the experiments")
-    sub.add_parser("playground", add_help=False, help="write the optimizer playground (one HTML page)")
+    sub.add_parser(
+        "playground", add_help=False, help="write the optimizer playground (one HTML page)"
+    )
     run = sub.add_parser(
         "run",
         help="run experiments (all by default)",

@@ -11,14 +11,17 @@ Every path is computed ahead of time by the library's own transforms (``jl.sgd``
 hyperparameter and start point of the grid at once (:mod:`~jaxopt_lectures.playground.grids`);
 :mod:`~jaxopt_lectures.playground.page` packs them into the page and reads them back.
 
-Example:
+Example (a small page: one function, one optimizer)::
+
   >>> import tempfile
-  >>> from jaxopt_lectures.playground import build
+  >>> from jaxopt_lectures.playground import build, read_page
   >>> from jaxopt_lectures.playground.problems import playground_problems
-  >>> path = build(tempfile.mkdtemp(), num_steps=5, start_grid=2,
-  ...              problems=playground_problems()[:1], method_keys=["adam"])
-  >>> path.stat().st_size > 10_000
-  True
+  >>> with tempfile.TemporaryDirectory() as out:
+  ...     page = build(out, num_steps=5, start_grid=2, problems=playground_problems()[:1],
+  ...                  method_keys=["sgd"])
+  ...     description, words = read_page(page)
+  >>> description["problems"][0]["methods"]["sgd"]["cases"]  # 8 rates x 2 x 2 starts
+  32
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxopt-lectures playgro
     """Command line: ``[--out DIR] [--steps N] [--starts N]``; writes the page, prints where,
     how large and how long it took; returns the exit code (0, or 2 for an unusable ``--out``).
 
-    Example:
-      >>> main(["--help"])  # doctest: +SKIP
+    ``python -m jaxopt_lectures playground --out DIR`` calls it (after switching on JAX's
+    persistent compilation cache); ``main(["--out", "DIR"])`` does the same from Python.
     """
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -61,7 +64,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "jaxopt-lectures playgro
     try:
         path = build(Path(args.out), timings=timings, **kwargs)
     except OSError as err:
-        print(f"{prog}: error: cannot write to '{args.out}' ({err.strerror or err})", file=sys.stderr)
+        print(
+            f"{prog}: error: cannot write to '{args.out}' ({err.strerror or err})", file=sys.stderr
+        )
         return 2
     size = path.stat().st_size
     print(

@@ -128,7 +128,7 @@ def methods(family: str) -> list[Method]:
     def lr(key: str, count: int = 6, default: int = 3) -> Hyper:
         return Hyper("learning_rate", "η", lr_values(first[key], count), default)
 
-    gamma = Hyper("momentum", "γ", (0.0, 0.5, 0.8, 0.9, 0.99), 3)
+    gamma = Hyper("momentum", "\N{GREEK SMALL LETTER GAMMA}", (0.0, 0.5, 0.8, 0.9, 0.99), 3)
     damping = Hyper("damping", "λ", (0.0, 0.1, 1.0, 10.0), 0)
     newton_rates = Hyper("learning_rate", "η", (0.05, 0.1, 0.2, 0.5, 1.0, 2.0), 4)
     return [
@@ -169,7 +169,11 @@ def methods(family: str) -> list[Method]:
             "RMSprop",
             lambda learning_rate, decay, eps: jl.rmsprop(learning_rate, decay=decay, eps=eps),
             False,
-            (lr("adaptive"), Hyper("decay", "ρ", (0.5, 0.9, 0.99), 1), Hyper("eps", "ε", (1e-8, 0.1), 0)),
+            (
+                lr("adaptive"),
+                Hyper("decay", "\N{GREEK SMALL LETTER RHO}", (0.5, 0.9, 0.99), 1),
+                Hyper("eps", "ε", (1e-8, 0.1), 0),
+            ),
             "jl.rmsprop({learning_rate}, decay={decay}, eps={eps})",
         ),
         Method(
@@ -179,7 +183,7 @@ def methods(family: str) -> list[Method]:
             False,
             (
                 Hyper("learning_rate", "η", (0.5, 1.0, 2.0, 5.0, 10.0, 20.0), 1),
-                Hyper("rho", "ρ", (0.5, 0.9, 0.99), 1),
+                Hyper("rho", "\N{GREEK SMALL LETTER RHO}", (0.5, 0.9, 0.99), 1),
                 Hyper("eps", "ε", (1e-6, 1e-4, 1e-2), 0),
             ),
             "jl.adadelta({learning_rate}, rho={rho}, eps={eps})",
@@ -242,7 +246,7 @@ def start_points(
 
 def _trajectory_program(
     method: Method, losses: Sequence[Callable[[jax.Array], jax.Array]], num_steps: int
-) -> Callable[..., tuple[jax.Array, jax.Array]]:
+) -> Any:
     """``program(index, hypers, theta0) -> (thetas (N, T+1, 2), losses (N, T+1))``: one compiled
     program for all functions (``index`` picks one) and N cases at once."""
 
@@ -275,9 +279,7 @@ def _scan(
         updates, state = tx.update(grad, state, theta, **extra)
         return (optax.apply_updates(theta, updates), state), (theta, value)
 
-    (last, _), (thetas, values) = jax.lax.scan(
-        step, (theta0, tx.init(theta0)), length=num_steps
-    )
+    (last, _), (thetas, values) = jax.lax.scan(step, (theta0, tx.init(theta0)), length=num_steps)
     thetas = jnp.concatenate([thetas, last[None]])
     values = jnp.concatenate([values, loss(last)[None]])
     return thetas, values
@@ -346,7 +348,8 @@ def compute_grids(
     function.
 
     Args:
-      problems: the functions (default: :func:`~jaxopt_lectures.playground.problems.playground_problems`).
+      problems: the functions (default: every one of
+        :func:`~jaxopt_lectures.playground.problems.playground_problems`).
       num_steps: steps per trajectory.
       start_grid: start points per axis.
       method_keys: a subset of the optimizers (default: all of :func:`methods`).
@@ -371,7 +374,9 @@ def compute_grids(
     keys = [m.key for m in methods("quadratic")] if method_keys is None else list(method_keys)
     unknown = sorted(set(keys) - {m.key for m in methods("quadratic")})
     if unknown:
-        raise ValueError(f"method_keys: unknown {unknown}; choose from {[m.key for m in methods('quadratic')]}")
+        raise ValueError(
+            f"method_keys: unknown {unknown}; choose from {[m.key for m in methods('quadratic')]}"
+        )
 
     def cases(index: int, key: str) -> tuple[Method, dict[str, jax.Array], jax.Array]:
         method = next(m for m in methods(_family(problems[index])) if m.key == key)

@@ -40,6 +40,8 @@ from jaxopt_lectures.playground.problems import PlaygroundProblem, playground_pr
 __all__ = ["CONTOUR_POINTS", "FILENAME", "build", "read_page", "trajectory_from_page"]
 
 FILENAME = "playground.html"
+DEFAULT_METHODS: tuple[str, ...] = ("sgd", "momentum", "adam")
+"""The optimizers shown when the page opens."""
 CONTOUR_POINTS = 120
 """Loss values per axis of the contour field drawn behind the trajectories."""
 
@@ -149,7 +151,12 @@ def _describe(
             )
             entry["methods"][g.method.key] = {
                 "hypers": [
-                    {"name": h.name, "symbol": h.symbol, "values": list(h.values), "default": h.default}
+                    {
+                        "name": h.name,
+                        "symbol": h.symbol,
+                        "values": list(h.values),
+                        "default": h.default,
+                    }
                     for h in g.method.hypers
                 ],
                 "cases": n_cases,
@@ -194,10 +201,11 @@ def build(
       >>> import tempfile
       >>> from jaxopt_lectures.playground import build
       >>> from jaxopt_lectures.playground.problems import playground_problems
-      >>> page = build(tempfile.mkdtemp(), num_steps=5, start_grid=2,
-      ...              problems=playground_problems()[:1], method_keys=["sgd"])
-      >>> page.name
-      'playground.html'
+      >>> with tempfile.TemporaryDirectory() as out:
+      ...     page = build(out, num_steps=5, start_grid=2,
+      ...                  problems=playground_problems()[:1], method_keys=["sgd"])
+      ...     print(page.name, page.stat().st_size < 100_000)
+      playground.html True
     """
     t0 = time.perf_counter()
     chosen = list(playground_problems() if problems is None else problems)
@@ -224,8 +232,7 @@ def build(
         "loss_floor": LOSS_FLOOR,
         "methods": methods,
         "library": f"jaxopt_lectures {_version()}, jax {jax.__version__}",
-        "default_methods": [k for k in ("sgd", "momentum", "adam") if k in per_method]
-        or [first.method.key],
+        "default_methods": [k for k in DEFAULT_METHODS if k in per_method] or [first.method.key],
     }
     text = json.dumps(description, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     template = resources.files("jaxopt_lectures.playground").joinpath("template.html")
@@ -281,8 +288,9 @@ def trajectory_from_page(
     grid = problem["methods"][method_key]
     sizes = [len(h["values"]) for h in grid["hypers"]]
     ny, nx = len(problem["starts"]["ys"]), len(problem["starts"]["xs"])
-    case = int(np.ravel_multi_index((*hyper_indices, start_index[1], start_index[0]),
-                                    (*sizes, ny, nx)))
+    case = int(
+        np.ravel_multi_index((*hyper_indices, start_index[1], start_index[0]), (*sizes, ny, nx))
+    )
     rows = _rows(words, grid["data"])
     n = grid["cases"]
     return np.stack([rows[case], rows[n + case]], axis=1), rows[2 * n + case]

@@ -14,7 +14,7 @@ import jax
 
 from jaxopt_lectures.experiments.problems import Problem, beale, quadratic, rosenbrock, saddle
 
-__all__ = ["CONDITION_NUMBERS", "PLAYGROUND_PROBLEMS", "PlaygroundProblem", "himmelblau"]
+__all__ = ["CONDITION_NUMBERS", "PlaygroundProblem", "himmelblau", "playground_problems"]
 
 CONDITION_NUMBERS: tuple[float, ...] = (1.0, 5.0, 20.0, 100.0)
 """The quadratic's condition numbers kappa = a2 / a1 offered by the playground (a2 = 1)."""
@@ -64,7 +64,12 @@ class PlaygroundProblem(NamedTuple):
     minima: tuple[tuple[float, float], ...]
 
 
-HIMMELBLAU_MINIMA = ((3.0, 2.0), (-2.805118, 3.131312), (-3.779310, -3.283186), (3.584428, -1.848126))
+HIMMELBLAU_MINIMA = (
+    (3.0, 2.0),
+    (-2.805118, 3.131312),
+    (-3.779310, -3.283186),
+    (3.584428, -1.848126),
+)
 
 
 def _quadratic(kappa: float) -> PlaygroundProblem:
@@ -81,8 +86,10 @@ def _quadratic(kappa: float) -> PlaygroundProblem:
 
 def _fixed(key: str, label: str, factory: Callable[[], Problem]) -> PlaygroundProblem:
     problem = factory()
-    minima = HIMMELBLAU_MINIMA if key == "himmelblau" else (problem.minimum,)
-    if key == "saddle":
+    minima: tuple[tuple[float, float], ...] = (problem.minimum,)
+    if key == "himmelblau":
+        minima = HIMMELBLAU_MINIMA
+    elif key == "saddle":
         minima = ((0.0, 1.0), (0.0, -1.0))
     return PlaygroundProblem(key=key, label=label, problem=problem, variant=None, minima=minima)
 
@@ -93,9 +100,6 @@ def playground_problems() -> list[PlaygroundProblem]:
         *(_quadratic(kappa) for kappa in CONDITION_NUMBERS),
         _fixed("rosenbrock", "Rosenbrock", rosenbrock),
         _fixed("beale", "Beale", beale),
-        _fixed("saddle", "saddle x² + y⁴/4 − y²/2", saddle),
+        _fixed("saddle", "saddle x² + y⁴/4 \N{MINUS SIGN} y²/2", saddle),
         _fixed("himmelblau", "Himmelblau (four minima)", himmelblau),
     ]
-
-
-PLAYGROUND_PROBLEMS = playground_problems
