@@ -185,6 +185,10 @@ def test_himmelblau_has_four_minima() -> None:
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="method_keys"):
         compute_grids(_problems("saddle"), num_steps=2, start_grid=1, method_keys=["lbfgs"])
+    with pytest.raises(ValueError, match="num_steps must be an int >= 1"):
+        compute_grids(_problems("saddle"), num_steps=0, method_keys=["sgd"])
+    with pytest.raises(ValueError, match="start_grid must be an int >= 1"):
+        compute_grids(_problems("saddle"), start_grid=0, method_keys=["sgd"])
     with pytest.raises(ValueError, match="first"):
         lr_values(100.0, 10)
     not_a_page = tmp_path / "other.html"
@@ -397,3 +401,12 @@ def test_page_in_a_real_browser(full_page: Path) -> None:
         driver.quit()
         if profile:
             shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_the_main_job_writes_and_links_the_page(tmp_path: Path) -> None:
+    """``run`` writes playground.html next to its report, and report.html links to it."""
+    assert cli_main(["run", "newton", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "playground.html").stat().st_size > 1_000_000
+    assert "href='playground.html'" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    read_page(tmp_path / "playground.html")

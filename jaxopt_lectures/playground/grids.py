@@ -367,6 +367,11 @@ def compute_grids(
       (8, 2, 2, 6, 2)
     """
     problems = list(playground_problems() if problems is None else problems)
+    if not problems:
+        raise ValueError("problems: give at least one function (or None for all)")
+    for name, value in (("num_steps", num_steps), ("start_grid", start_grid)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     losses = [p.problem.loss for p in problems]
     starts = [
         start_points(p.problem.x0, p.problem.xlim, p.problem.ylim, start_grid) for p in problems

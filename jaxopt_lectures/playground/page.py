@@ -263,7 +263,23 @@ def _version() -> str:
 
 
 def read_page(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
-    """The description and the unpacked data words of a page written by :func:`build`."""
+    """The description (the page's JSON) and the unpacked data words of a page written by
+    :func:`build`; :func:`trajectory_from_page` reads trajectories out of them.
+
+    Raises:
+      ValueError: the file is not a playground page.
+
+    Example:
+      >>> import tempfile
+      >>> from jaxopt_lectures.playground import build, read_page
+      >>> from jaxopt_lectures.playground.problems import playground_problems
+      >>> with tempfile.TemporaryDirectory() as out:
+      ...     page = build(out, num_steps=3, start_grid=1, problems=playground_problems()[:1],
+      ...                  method_keys=["sgd"])
+      ...     description, words = read_page(page)
+      >>> [h["name"] for h in description["problems"][0]["methods"]["sgd"]["hypers"]]
+      ['learning_rate']
+    """
     text = Path(path).read_text(encoding="utf-8")
     data, blob = _DATA_RE.search(text), _BLOB_RE.search(text)
     if data is None or blob is None:
@@ -282,7 +298,25 @@ def trajectory_from_page(
     """One trajectory as the page draws it: ``(thetas (T+1, 2), log10 loss gaps (T+1,))``.
 
     ``hyper_indices`` index each slider's values (in the order of the method's hypers),
-    ``start_index`` is ``(ix, iy)`` in the start grid.
+    ``start_index`` is ``(ix, iy)`` in the start grid. The loss gap is
+    ``log10(max(L - L*, 1e-12))``, NaN once the loss is not finite.
+
+    Example (gradient descent with eta = 0.2 on the lecture's quadratic, kappa = 20: one step
+    from (-1, 0.8) multiplies x by 1 - 2 eta / 20 and y by 1 - 2 eta)::
+
+      >>> import tempfile
+      >>> from jaxopt_lectures.playground import build, read_page, trajectory_from_page
+      >>> from jaxopt_lectures.playground.problems import playground_problems
+      >>> quadratic_20 = [p for p in playground_problems() if p.key == "quadratic-20"]
+      >>> with tempfile.TemporaryDirectory() as out:
+      ...     page = build(out, num_steps=3, start_grid=1, problems=quadratic_20,
+      ...                  method_keys=["sgd"])
+      ...     description, words = read_page(page)
+      >>> rates = description["problems"][0]["methods"]["sgd"]["hypers"][0]["values"]
+      >>> thetas, _ = trajectory_from_page(description, words, "quadratic-20", "sgd",
+      ...                                  [rates.index(0.2)], (0, 0))
+      >>> thetas[1].round(3).tolist()  # (-1 * 0.98, 0.8 * 0.6)
+      [-0.98, 0.48]
     """
     problem = next(p for p in description["problems"] if p["key"] == problem_key)
     grid = problem["methods"][method_key]
