@@ -231,15 +231,16 @@ def start_points(
     def axis(start: float, lo: float, hi: float) -> np.ndarray:
         step = (hi - lo) / n
         ks = np.arange(-2 * n, 2 * n + 1)
+        ks = ks[ks != 0]
         while True:
             points = start + ks * step
-            inside = points[(points >= lo + step / 4) & (points <= hi - step / 4)]
-            if len(inside) >= n:
+            others = points[(points >= lo + step / 4) & (points <= hi - step / 4)]
+            if len(others) >= n - 1:
                 break
             step *= 0.9
         centre = 0.5 * (lo + hi)
-        chosen = inside[np.argsort(np.abs(inside - centre), kind="stable")[:n]]
-        return np.sort(chosen)
+        nearest = others[np.argsort(np.abs(others - centre), kind="stable")[: n - 1]]
+        return np.sort(np.concatenate([[start], nearest]))
 
     return axis(x0[0], *xlim), axis(x0[1], *ylim)
 

@@ -315,7 +315,7 @@ def trajectory_from_page(
       >>> rates = description["problems"][0]["methods"]["sgd"]["hypers"][0]["values"]
       >>> thetas, _ = trajectory_from_page(description, words, "quadratic-20", "sgd",
       ...                                  [rates.index(0.2)], (0, 0))
-      >>> thetas[1].round(3).tolist()  # (-1 * 0.98, 0.8 * 0.6)
+      >>> [round(float(v), 3) for v in thetas[1]]  # (-1 * 0.98, 0.8 * 0.6)
       [-0.98, 0.48]
     """
     problem = next(p for p in description["problems"] if p["key"] == problem_key)
