@@ -277,11 +277,15 @@ def _execute(
         meta = results["metadata"]
         report.write_results(out, results)
         report.write_reports(out, results, order)
-    if args.force or not (out / "playground.html").exists():  # linked from report.html
-        from jaxopt_lectures.playground import build as build_playground
+    try:  # the optimizer playground, linked from report.html
+        if args.force or not (out / "playground.html").exists():
+            from jaxopt_lectures.playground import build as build_playground
 
-        build_playground(out)
-    meta["playground"] = "playground.html"
+            build_playground(out)
+        meta["playground"] = "playground.html"
+    except Exception as err:
+        status = EXIT_FAILED
+        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
     meta["finished_at"] = report.now()
     meta["wall_time_s"] = time.perf_counter() - start
     report.write_results(out, jsonable(results))
