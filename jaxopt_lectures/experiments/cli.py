@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the experiments")
+    sub.add_parser(
+        "playground", add_help=False, help="write the optimizer playground (one HTML page)"
+    )
     run = sub.add_parser(
         "run",
         help="run experiments (all by default)",
@@ -274,6 +277,15 @@ def _execute(
         meta = results["metadata"]
         report.write_results(out, results)
         report.write_reports(out, results, order)
+    try:  # the optimizer playground, linked from report.html
+        if args.force or not (out / "playground.html").exists():
+            from jaxopt_lectures.playground import build as build_playground
+
+            build_playground(out)
+        meta["playground"] = "playground.html"
+    except Exception as err:
+        status = EXIT_FAILED
+        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
     meta["finished_at"] = report.now()
     meta["wall_time_s"] = time.perf_counter() - start
     report.write_results(out, jsonable(results))
@@ -303,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
+    if argv[:1] == ["playground"]:  # options of its own: see jaxopt_lectures.playground.main
+        from jaxopt_lectures.playground import main as playground_main
+
+        _enable_compilation_cache()
+        return playground_main(argv[1:], prog=f"{parser.prog} playground")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":

@@ -241,6 +241,8 @@ def render_html(results: dict[str, Any], order: list[str]) -> str:
     ]
     for line in _header_lines(meta):
         parts.append(f"<li>{e(line[2:].replace('`', ''))}</li>")
+    if meta.get("playground"):
+        parts.append(f"<li><a href='{e(meta['playground'])}'>Optimizer playground</a></li>")
     parts.append("</ul><h2>The lecture's claims, as measured</h2><table>")
     parts.append("<tr><th>experiment</th><th>claim</th><th>held?</th><th>measured</th></tr>")
     for n, c, h, m in _claims_rows(results, order):
