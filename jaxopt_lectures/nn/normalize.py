@@ -51,7 +51,7 @@ class NormalizerState(NamedTuple):
 
     @property
     def var(self) -> jax.Array:
-        """The lecture's sigma^2 = M2 / |D| (biased, as ``sklearn.preprocessing.StandardScaler``).
+        """The lecture's ``sigma^2 = M2 / |D|`` (biased, as ``sklearn.preprocessing.StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
         """
@@ -138,7 +138,7 @@ def normalizer_update(
     r"""Merge a batch into the running statistics (Chan et al.'s parallel formula).
 
     The batch's own count :math:`n_b`, mean and :math:`M2_b` are computed in two passes (centered,
-    see :func:`batch_moments`) and merged into the state :math:`(n_a, \mu_a, M2_a)`:
+    see ``batch_moments``) and merged into the state :math:`(n_a, \mu_a, M2_a)`:
 
     .. math::
         n = n_a + n_b, \quad \delta = \mu_b - \mu_a, \quad
@@ -221,7 +221,7 @@ def normalizer_fit(
 
     Returns:
       A ``NormalizerState``. Same numbers as ``sklearn.preprocessing.StandardScaler().fit(x)``:
-      ``mean`` is its ``mean_``, ``var`` its ``var_`` (both use the biased 1/|D| variance).
+      ``mean`` is its ``mean_``, ``var`` its ``var_`` (both use the biased ``1/|D|`` variance).
     """
     x = jnp.asarray(x)
     if shape is None:
