@@ -66,6 +66,19 @@ nitpick_ignore_regex = [
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+# Show optax's and JAX's type aliases by name instead of the unions they stand for.
+autodoc_type_aliases = {
+    name: name
+    for name in (
+        "optax.ScalarOrSchedule",
+        "optax.Schedule",
+        "optax.Params",
+        "optax.Updates",
+        "optax.OptState",
+        "ArrayLike",
+        "jax.typing.ArrayLike",
+    )
+}
 autodoc_default_options = {"show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
