@@ -7,7 +7,7 @@ Build (from the repository root, after ``pip install -e ".[docs]"``)::
 The build runs offline: no intersphinx inventories are fetched, notebooks are rendered from their
 stored (output-free) cells without being executed, and external links are never followed.
 
-Two folders are written into ``docs/`` by this file on every build (both git-ignored):
+Two folders are written into ``docs/`` by :func:`setup` on every build (both git-ignored):
 
 - ``docs/notebooks/``: copies of ``notebooks/*.ipynb`` (Sphinx only reads files under ``docs/``);
 - ``docs/api/modules/``: one reference page per public module that ``docs/api/*.md`` does not
@@ -18,10 +18,13 @@ Two folders are written into ``docs/`` by this file on every build (both git-ign
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -31,7 +34,7 @@ import jaxopt_lectures  # noqa: E402
 
 project = "jaxopt_lectures"
 author = "jaxopt_lectures developers"
-copyright = "jaxopt_lectures developers"  # noqa: A001
+copyright = "jaxopt_lectures developers"
 release = jaxopt_lectures.__version__
 version = release
 
@@ -150,10 +153,31 @@ def generated_modules() -> list[str]:
     return result
 
 
+def _directive(module: ModuleType, name: str) -> str:
+    """The autodoc directive for one public name of ``module``."""
+    obj = getattr(module, name)
+    full = f"{module.__name__}.{name}"
+    if inspect.isclass(obj):
+        return f".. autoclass:: {full}\n   :members:\n"
+    if inspect.isroutine(obj):
+        return f".. autofunction:: {full}\n"
+    return f".. autodata:: {full}\n"
+
+
 def _module_page(name: str) -> str:
+    """A page with the module's docstring and an entry for every name in its ``__all__``."""
     module = importlib.import_module(name)
-    options = "   :members:\n   :undoc-members:\n" if hasattr(module, "__all__") else ""
-    return f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n{options}```\n"
+    entries = "".join(_directive(module, item) for item in getattr(module, "__all__", []))
+    return f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n\n{entries}```\n"
+
+
+def _no_type_docstring(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """A constant without a doc comment would show its type's docstring (tuple's): drop it."""
+    type_doc = inspect.getdoc(type(obj))
+    if what == "data" and type_doc and "\n".join(lines).strip() == type_doc.strip():
+        lines.clear()
 
 
 def _write_module_pages() -> None:
@@ -170,5 +194,9 @@ def _write_module_pages() -> None:
             path.write_text(text)
 
 
-_sync_notebooks()
-_write_module_pages()
+def setup(app: Any) -> dict[str, bool]:
+    """Sphinx calls this before reading the sources: write the generated files."""
+    app.connect("autodoc-process-docstring", _no_type_docstring)
+    _sync_notebooks()
+    _write_module_pages()
+    return {"parallel_read_safe": True}

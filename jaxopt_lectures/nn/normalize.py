@@ -51,7 +51,7 @@ class NormalizerState(NamedTuple):
 
     @property
     def var(self) -> jax.Array:
-        """The lecture's ``sigma^2 = M2 / |D|`` (biased, as ``sklearn.preprocessing.StandardScaler``).
+        """The lecture's ``sigma^2 = M2 / |D|`` (biased, as sklearn's ``StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
         """

@@ -290,7 +290,7 @@ def scale_by_newton(
         positive definite once lambda exceeds minus its smallest eigenvalue, turns the step
         towards gradient descent with rate 1 / lambda as lambda grows, and moves along flat
         directions that the undamped step leaves alone.
-      saddle_free: use :math:`|H|` (Dauphin et al., 2014): every eigenvalue replaced by its absolute value,
+      saddle_free: use ``|H|`` (Dauphin et al., 2014): each eigenvalue becomes its absolute value,
         so negative curvature pushes *away* from saddle points and maxima and the step is always
         a descent direction. Always goes through ``jnp.linalg.eigh`` (several times the cost of
         Cholesky).
