@@ -46,7 +46,7 @@ def _code(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def test_one_notebook_per_part_of_the_lecture() -> None:
-    """One notebook per part of the lecture exists, numbered in the lecture's order, and no other."""
+    """One notebook per part of the lecture, numbered in the lecture's order, and no other."""
     assert [path.stem for path in NOTEBOOKS] == EXPECTED
 
 
