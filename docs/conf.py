@@ -161,7 +161,8 @@ def _directive(module: ModuleType, name: str) -> str:
         return f".. autoclass:: {full}\n   :members:\n"
     if inspect.isroutine(obj):
         return f".. autofunction:: {full}\n"
-    return f".. autodata:: {full}\n"
+    long_value = len(repr(obj)) > 120  # a registry of functions, say: its repr helps nobody
+    return f".. autodata:: {full}\n" + ("   :no-value:\n" if long_value else "")
 
 
 def _module_page(name: str) -> str:
