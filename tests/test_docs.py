@@ -49,6 +49,7 @@ def test_readme_python_runs() -> None:
     assert float(ten_lines["loss"](ten_lines["w"])) < 1e-6
 
 
+@pytest.mark.integration  # compiles a 40-leaf packed Adam step: several seconds
 def test_getting_started_python_runs() -> None:
     namespaces = _run_python_blocks(ROOT / "docs" / "getting-started.md")
     ten_lines = namespaces[0]
