@@ -69,6 +69,7 @@ nitpick_ignore_regex = [
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_preserve_defaults = True  # defaults as written (jnp.float32), not as repr()
 # Show optax's and JAX's type aliases by name instead of the unions they stand for.
 autodoc_type_aliases = {
     name: name
