@@ -26,6 +26,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
+
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
@@ -176,9 +179,15 @@ def _module_page(name: str) -> str:
 def _no_type_docstring(
     app: object, what: str, name: str, obj: object, options: object, lines: list[str]
 ) -> None:
-    """A constant without a doc comment would show its type's docstring (tuple's): drop it."""
-    type_doc = inspect.getdoc(type(obj))
-    if what == "data" and type_doc and "\n".join(lines).strip() == type_doc.strip():
+    """A constant without a ``#:`` doc comment would show its type's docstring: drop that."""
+    if what != "data":
+        return
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+    except PycodeError:
+        return
+    if ("", attribute) not in comments:
         lines.clear()
 
 
@@ -198,7 +207,7 @@ def _write_module_pages() -> None:
 
 def setup(app: Any) -> dict[str, bool]:
     """Sphinx calls this before reading the sources: write the generated files."""
-    app.connect("autodoc-process-docstring", _no_type_docstring)
+    app.connect("autodoc-process-docstring", _no_type_docstring, priority=100)  # before napoleon
     _sync_notebooks()
     _write_module_pages()
     return {"parallel_read_safe": True}
