@@ -26,9 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sphinx.errors import PycodeError
-from sphinx.pycode import ModuleAnalyzer
-
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
@@ -182,6 +179,9 @@ def _no_type_docstring(
     """A constant without a ``#:`` doc comment would show its type's docstring: drop that."""
     if what != "data":
         return
+    from sphinx.errors import PycodeError  # here, so that the tests can import this file alone
+    from sphinx.pycode import ModuleAnalyzer
+
     module_name, _, attribute = name.rpartition(".")
     try:
         comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
