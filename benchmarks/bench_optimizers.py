@@ -10,7 +10,7 @@ one function with the parameter and state buffers donated (``donate_argnums=(0, 
 updates them in place; without donation every call writes into freshly allocated memory and pays
 its page faults (3.5-7x slower on one 10M leaf). PyTorch's ``opt.step()`` updates in place too.
 
-Peers, with settings that give the same numbers as ours (DESIGN.md's table): optax; PyTorch's
+Peers, with settings that give the same numbers as ours (docs/lecture-to-code.md): optax; PyTorch's
 ``foreach`` and ``fused`` implementations when torch is installed (``fused`` exists for SGD,
 Adagrad and Adam only). Ours is measured twice: the default, and wrapped in :func:`jl.packed`
 (all state in one buffer per dtype).
@@ -38,7 +38,7 @@ Completion: every output of one XLA execution is ready at the same moment, so th
 the parameters only (``jax.block_until_ready(params)``; the same number of leaves for every
 variant).
 
-Load: the machines are shared. The script prints the load average and, per shape, the fraction of
+Load: other processes skew timings. The script prints the load average and, per shape, the share of
 the machine's CPU time that *other* processes used during the measurement (from /proc/stat minus
 this process's own CPU time), so a noisy run can be recognised and repeated.
 """

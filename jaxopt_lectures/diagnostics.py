@@ -35,7 +35,7 @@ def sigmoid_derivative(x: ArrayLike) -> jax.Array:
     r"""The sigmoid's derivative :math:`\sigma'(x) = \sigma(x)\,(1 - \sigma(x))`.
 
     It peaks at :math:`\sigma'(0) = 1/4` and decays like :math:`e^{-|x|}`: a saturated unit
-    (|x| = 10) passes on 4.5e-5 of its gradient.
+    (:math:`|x| = 10`) passes on 4.5e-5 of its gradient.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_lectures as jl

@@ -36,6 +36,15 @@ def state_shardings(tx: optax.GradientTransformation, params: optax.Params) -> A
 
     Returns:
       A pytree of ``jax.sharding.Sharding`` shaped like the state, for ``jax.jit(out_shardings=)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
+      >>> params = {"w": jnp.ones((4, 2))}
+      >>> tx = jl.momentum(0.1, momentum=0.9)
+      >>> shardings = jl.state_shardings(tx, params)
+      >>> state = jax.jit(tx.init, out_shardings=shardings)(params)
+      >>> state[1].trace["w"].sharding == params["w"].sharding  # the velocity sits like w
+      True
     """
     param_leaves = jax.tree.leaves(params)
     if not param_leaves or not all(isinstance(p, jax.Array) for p in param_leaves):

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lectures import diagnostics, nn
 
-# --- vanishing gradients: 10 hidden layers of 64 at initialization (EXPERIMENT-NOTES) -----------
+# --- vanishing gradients: 10 hidden layers of 64 at initialization ------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The documentation runs: every docstring example and the README's Python code."""
+"""The documentation runs: every docstring example, the README's and the guide's Python code."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -29,21 +31,43 @@ def test_docstring_examples_run(name: str) -> None:
     assert result.failed == 0
 
 
-def test_readme_python_runs() -> None:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert blocks, "the README has no Python example"
+def _run_python_blocks(path: Path) -> list[dict[str, Any]]:
+    """Execute every ```python block of a Markdown file, each in a fresh namespace."""
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    assert blocks, f"{path.name} has no Python example"
     namespaces = []
     for block in blocks:
         namespace: dict[str, Any] = {}
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, str(path), "exec"), namespace)
         namespaces.append(namespace)
+    return namespaces
+
+
+def test_readme_python_runs() -> None:
+    (ten_lines,) = _run_python_blocks(ROOT / "README.md")
     # The ten-line example trains: NAG brings theta . A theta close to its minimum.
-    first = namespaces[0]
-    assert float(first["loss"](first["w"])) < 1e-6
+    assert float(ten_lines["loss"](ten_lines["w"])) < 1e-6
+
+
+@pytest.mark.integration  # compiles a 40-leaf packed Adam step: several seconds
+def test_getting_started_python_runs() -> None:
+    namespaces = _run_python_blocks(ROOT / "docs" / "getting-started.md")
+    ten_lines = namespaces[0]
+    assert float(ten_lines["loss"](ten_lines["w"])) < 1e-6
     # The Newton example lands on the quadratic's minimizer in one step.
     newton = next(ns for ns in namespaces if "theta" in ns)
     np.testing.assert_allclose(newton["theta"], [0.0, 0.0], atol=1e-6)
+    # The donated, packed training step ran and returned finite parameters of the same structure.
+    fast = next(ns for ns in namespaces if "train_step" in ns)
+    leaves = jax.tree.leaves(fast["params"])
+    assert len(leaves) == 40
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+
+
+def test_readme_stays_short() -> None:
+    """The README is a pitch, the two commands, an example, a table and links: at most 200 lines."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move the details to docs/"
 
 
 def test_readme_starts_with_the_two_commands() -> None:

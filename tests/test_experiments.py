@@ -1,4 +1,4 @@
-"""The main job on a --quick run: what results.json must show (issue 5, acceptance 2), the files it
+"""The main job on a --quick run: what results.json must show for each experiment, the files it
 writes, and the engine's promises (a vmap-ed sweep gives the numbers of separate runs, early
 stopping keeps the best validation parameters).
 
@@ -50,7 +50,7 @@ def as_float(value: Any) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
-# Acceptance 2: what results.json shows
+# What results.json shows
 # ------------------------------------------------------------------------------------------------
 
 

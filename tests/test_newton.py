@@ -1,6 +1,6 @@
 """Newton-Raphson, dense and matrix-free: the lecture's claims, real data, saddles, the contract.
 
-Acceptance of issue 3: (1) one step on the lecture's quadratic against hundreds of gradient steps,
+What is checked: (1) one step on the lecture's quadratic against hundreds of gradient steps,
 (2) logistic regression on real data against a float64 reference, (3) saddle points and singular
 Hessians, (4) jit, optax chains, line searches, bf16 and validation.
 """

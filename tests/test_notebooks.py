@@ -1,4 +1,4 @@
-"""The notebooks: stored without outputs, built as the issue asks, and executed top to bottom.
+"""The notebooks: one per part of the lecture, stored without outputs, executed top to bottom.
 
 Each notebook runs headless in a fresh kernel (nbclient) from a copy in a temporary folder, so
 nothing is written into the repository, with ``JAXOPT_LECTURES_FAST=1`` (fewer steps and epochs)
@@ -45,7 +45,8 @@ def _code(nb: nbformat.NotebookNode) -> list[str]:
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def test_the_notebooks_the_issue_lists_exist() -> None:
+def test_one_notebook_per_part_of_the_lecture() -> None:
+    """One notebook per part of the lecture, numbered in the lecture's order, and no other."""
     assert [path.stem for path in NOTEBOOKS] == EXPECTED
 
 

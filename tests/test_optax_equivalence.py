@@ -1,4 +1,4 @@
-"""Every optimizer against the optax configuration with identical numerics (DESIGN.md's peer table).
+"""Every optimizer against the optax configuration with identical numerics (the peers of the docs).
 
 Each pair runs 30 jitted steps on the same random float32 gradients over the mixed-shape pytree of
 ``conftest.SHAPES`` and must emit the same updates, leaf by leaf, to a relative tolerance of 1e-6.
@@ -78,7 +78,7 @@ def _assert_same_updates(
         np.testing.assert_allclose(u, v, rtol=rtol, atol=atol, err_msg=f"step {t}")
 
 
-# (ours, optax peer, rtol, cancellation) -- the peer column of DESIGN.md, one row per pairing.
+# (ours, optax peer, rtol, cancellation), one row per pairing.
 PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
     # Aliases at a constant learning rate.
     "sgd": (lambda: jl.sgd(0.1), lambda: optax.sgd(0.1), RTOL, False),

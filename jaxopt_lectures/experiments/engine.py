@@ -266,7 +266,7 @@ class TrainCarry(NamedTuple):
 def select_optimizer(
     factories: Sequence[OptimizerFactory],
 ) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
-    """One optimizer factory that ``vmap``s over *different* optimizers.
+    """One optimizer factory that ``vmap`` can map over *different* optimizers.
 
     ``select_optimizer([f_0, ..., f_n])((i, lr))`` behaves exactly like ``f_i(lr)``: its state is
     the tuple of all the optimizers' states (so every choice has the same state type) and its
@@ -632,7 +632,7 @@ def first_reach(curve: np.ndarray, target: float, steps: np.ndarray) -> float:
 
 def timed(what: str, jitted: Any, *args: Any) -> Any:
     """Compile ``jitted`` (a ``jax.jit`` function) for ``args``, run it, record both times in
-    :data:`TIMINGS`, return the outputs (ready)."""
+    ``TIMINGS``, return the outputs (ready)."""
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     middle = time.perf_counter()

@@ -54,7 +54,7 @@ def run(ctx: Context) -> Result:
     deep linear network is W = R diag(1.1, 1.0, 0.9) R^T with a random rotation R, x = (1, 1, 1).
 
     Measured: max sigma'; the Euclidean norm of each layer's weight gradient and the ratio of the
-    output layer's norm to the first layer's; |e_i . W^k x| for k = 0..50.
+    output layer's norm to the first layer's; ``|e_i . W^k x|`` for k = 0..50.
     """
     data = ctx.data()
     seeds = ctx.seeds(full=5, quick=3)

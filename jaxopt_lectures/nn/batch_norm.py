@@ -64,6 +64,12 @@ def batch_norm_init(
 
     Returns:
       ``(BatchNormParams(scale, bias), BatchNormState(count=0, mean=0, var=1))``.
+
+    Example:
+      >>> import jaxopt_lectures as jl
+      >>> params, state = jl.nn.batch_norm_init(3)
+      >>> params.scale, params.bias  # the lecture's gamma and beta
+      (Array([1., 1., 1.], dtype=float32), Array([0., 0., 0.], dtype=float32))
     """
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
         raise ValueError(f"num_features must be a positive int, got {num_features!r}")

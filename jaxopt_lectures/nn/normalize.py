@@ -51,7 +51,7 @@ class NormalizerState(NamedTuple):
 
     @property
     def var(self) -> jax.Array:
-        """The lecture's sigma^2 = M2 / |D| (biased, as ``sklearn.preprocessing.StandardScaler``).
+        """The lecture's ``sigma^2 = M2 / |D|`` (biased, as sklearn's ``StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
         """
@@ -125,6 +125,13 @@ def normalizer_init(shape: int | Sequence[int], dtype: Any = jnp.float32) -> Nor
 
     Returns:
       A ``NormalizerState`` with count 0, mean 0 and M2 0.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> state = jl.nn.normalizer_init(2)
+      >>> state = jl.nn.normalizer_update(state, jnp.array([[0.0, 10.0], [2.0, 30.0]]))
+      >>> state.mean, state.var
+      (Array([ 1., 20.], dtype=float32), Array([  1., 100.], dtype=float32))
     """
     check_dtype("dtype", dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
@@ -138,7 +145,7 @@ def normalizer_update(
     r"""Merge a batch into the running statistics (Chan et al.'s parallel formula).
 
     The batch's own count :math:`n_b`, mean and :math:`M2_b` are computed in two passes (centered,
-    see :func:`batch_moments`) and merged into the state :math:`(n_a, \mu_a, M2_a)`:
+    see ``batch_moments``) and merged into the state :math:`(n_a, \mu_a, M2_a)`:
 
     .. math::
         n = n_a + n_b, \quad \delta = \mu_b - \mu_a, \quad
@@ -221,7 +228,17 @@ def normalizer_fit(
 
     Returns:
       A ``NormalizerState``. Same numbers as ``sklearn.preprocessing.StandardScaler().fit(x)``:
-      ``mean`` is its ``mean_``, ``var`` its ``var_`` (both use the biased 1/|D| variance).
+      ``mean`` is its ``mean_``, ``var`` its ``var_`` (both use the biased ``1/|D|`` variance).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> x = jnp.array([[0.0, 10.0], [2.0, 30.0], [4.0, 50.0]])
+      >>> state = jl.nn.normalizer_fit(x)
+      >>> x_hat = jl.nn.normalize(state, x, eps=0.0)
+      >>> bool(jnp.allclose(x_hat.mean(axis=0), 0.0, atol=1e-6))
+      True
+      >>> bool(jnp.allclose(x_hat.std(axis=0), 1.0))  # standardized: unit variance
+      True
     """
     x = jnp.asarray(x)
     if shape is None:

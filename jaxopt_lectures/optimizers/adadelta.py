@@ -49,6 +49,13 @@ def scale_by_adadelta(
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdadeltaState``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.scale_by_adadelta()
+      >>> updates, state = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
+      >>> updates  # sqrt(eps) / sqrt((1 - rho) g^2 + eps) g: the first step is about sqrt(eps)
+      Array([0.00316...], dtype=float32)
     """
     check_unit_interval("rho", rho)
     check_positive("eps", eps, " (with eps = 0 AdaDelta's steps are all exactly 0)")
@@ -135,6 +142,19 @@ def adadelta(
 
     Peers: the defaults equal ``torch.optim.Adadelta(params)`` (lr=1.0, rho=0.9, eps=1e-6) and
     ``optax.adadelta(1.0)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum((w - jnp.array([1.0, -2.0])) ** 2)
+      >>> tx = jl.adadelta()  # no rate to tune: the steps grow from sqrt(eps)
+      >>> w = jnp.zeros(2)
+      >>> state = tx.init(w)
+      >>> step = jax.jit(lambda w, s: tx.update(jax.grad(loss)(w), s))
+      >>> for _ in range(500):
+      ...     updates, state = step(w, state)
+      ...     w = optax.apply_updates(w, updates)
+      >>> float(loss(w)) < 0.01 * float(loss(jnp.zeros(2)))
+      True
     """
     return optax.chain(
         scale_by_adadelta(rho=rho, eps=eps, accumulator_dtype=accumulator_dtype),

@@ -50,6 +50,13 @@ def scale_by_adagrad(
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdagradState``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.scale_by_adagrad()
+      >>> updates, state = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
+      >>> updates  # the first direction has magnitude 1 in every coordinate
+      Array([ 1., -1.], dtype=float32)
     """
     check_non_negative("eps", eps)
     check_non_negative("initial_accumulator_value", initial_accumulator_value)
@@ -112,6 +119,19 @@ def adagrad(
     ``adagrad`` puts eps inside the root and starts the sum at 0.1; with
     ``optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=0.0)`` it equals this
     optimizer with ``eps=0`` exactly, and the default ``eps=1e-10`` up to that eps.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum((w - jnp.array([1.0, -2.0])) ** 2)
+      >>> tx = jl.adagrad(learning_rate=0.5)
+      >>> w = jnp.zeros(2)
+      >>> state = tx.init(w)
+      >>> step = jax.jit(lambda w, s: tx.update(jax.grad(loss)(w), s))
+      >>> for _ in range(200):
+      ...     updates, state = step(w, state)
+      ...     w = optax.apply_updates(w, updates)
+      >>> bool(jnp.allclose(w, jnp.array([1.0, -2.0]), atol=1e-4))
+      True
     """
     return optax.chain(
         scale_by_adagrad(

@@ -176,6 +176,18 @@ def nag(
     Peers: at a constant rate equal to ``torch.optim.SGD(params, lr, momentum, nesterov=True)`` and
     ``optax.sgd(learning_rate, momentum, nesterov=True)``; under a schedule they differ as explained
     in :func:`momentum`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum(jnp.array([1.0, 50.0]) * w**2)
+      >>> tx = jl.nag(learning_rate=0.01, momentum=0.9)
+      >>> w = jnp.array([1.0, 1.0])
+      >>> state = tx.init(w)
+      >>> for _ in range(300):
+      ...     updates, state = tx.update(jax.grad(loss)(w), state)
+      ...     w = optax.apply_updates(w, updates)
+      >>> float(loss(w)) < 1e-6
+      True
     """
     return optax.chain(
         scale_by_learning_rate(learning_rate),

@@ -290,7 +290,7 @@ def scale_by_newton(
         positive definite once lambda exceeds minus its smallest eigenvalue, turns the step
         towards gradient descent with rate 1 / lambda as lambda grows, and moves along flat
         directions that the undamped step leaves alone.
-      saddle_free: use |H| (Dauphin et al., 2014): every eigenvalue replaced by its absolute value,
+      saddle_free: use ``|H|`` (Dauphin et al., 2014): each eigenvalue becomes its absolute value,
         so negative curvature pushes *away* from saddle points and maxima and the step is always
         a descent direction. Always goes through ``jnp.linalg.eigh`` (several times the cost of
         Cholesky).
@@ -309,6 +309,15 @@ def scale_by_newton(
 
     Dtypes: the Hessian and the solve run in at least float32 (``value_fn`` receives the
     parameters upcast, bf16 to float32); the updates come back in the gradient's dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum(jnp.array([1.0, 100.0]) * w**2)
+      >>> w = jnp.array([1.0, 1.0])
+      >>> tx = jl.scale_by_newton()
+      >>> direction, state = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+      >>> bool(jnp.allclose(direction, w))  # H^-1 g = w on a quadratic: w - direction = 0
+      True
     """
     check_non_negative("damping", damping)
     check_bool("saddle_free", saddle_free)
@@ -561,6 +570,15 @@ def scale_by_newton_cg(
 
     Dtypes: everything runs in at least float32 (``value_fn`` receives the parameters upcast);
     the updates come back in the gradient's dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
+      >>> loss = lambda w: jnp.sum(jnp.array([1.0, 100.0]) * w**2)
+      >>> w = jnp.array([1.0, 1.0])
+      >>> tx = jl.scale_by_newton_cg(tol=1e-6)  # never forms H: CG on Hessian-vector products
+      >>> direction, state = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+      >>> bool(jnp.allclose(direction, w, atol=1e-4))  # H^-1 g, as the dense step
+      True
     """
     check_non_negative("damping", damping)
     _check_count("max_iters", max_iters)
