@@ -324,7 +324,7 @@ def run(config: LaunchConfig, out: IO[str] | None = None, err: IO[str] | None = 
     def finish(status: int, message: str | None) -> int:
         _stop(processes, config.grace)
         for thread in threads:
-            thread.join(timeout=1.0)
+            thread.join(timeout=5.0)  # the last lines of every process, then our own
         return fail(message, status) if message else status
 
     try:
