@@ -122,6 +122,12 @@ def methods(family: str) -> list[Method]:
     The grids of the other hyperparameters are the same everywhere; each has the library's
     default among its values (the one selected when the page opens), except where a default
     would make the method stall in a hundred steps on these functions.
+
+    Example:
+      >>> from jaxopt_lectures.playground.grids import methods
+      >>> adam = next(m for m in methods("rosenbrock") if m.key == "adam")
+      >>> [(h.name, len(h.values)) for h in adam.hypers]
+      [('learning_rate', 6), ('b1', 3), ('b2', 2), ('eps', 2)]
     """
     first = _FIRST_RATE[family]
 
@@ -226,7 +232,14 @@ def start_points(
     x0: tuple[float, float], xlim: tuple[float, float], ylim: tuple[float, float], n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grid coordinates through the default start ``x0``: ``n`` per axis, spaced by a ``1/n`` of
-    the window and as central as the window allows. Returns ``(xs, ys)``, each of length n."""
+    the window and as central as the window allows. Returns ``(xs, ys)``, each of length n.
+
+    Example:
+      >>> from jaxopt_lectures.playground.grids import start_points
+      >>> xs, ys = start_points((-1.0, 0.8), (-1.2, 1.2), (-1.0, 1.0), 3)
+      >>> xs.round(3).tolist(), ys.round(3).tolist()
+      ([-1.0, -0.2, 0.6], [-0.533, 0.133, 0.8])
+    """
 
     def axis(start: float, lo: float, hi: float) -> np.ndarray:
         step = (hi - lo) / n
@@ -303,6 +316,16 @@ def run_direct(
 
     Returns:
       ``(thetas (num_steps + 1, 2), losses (num_steps + 1,))``, start included.
+
+    Example (one step of gradient descent, eta = 0.2, on the lecture's quadratic with
+    A = diag(1/20, 1): x shrinks by 1 - 2 eta / 20, y by 1 - 2 eta):
+      >>> from jaxopt_lectures.playground.grids import methods, run_direct
+      >>> from jaxopt_lectures.experiments.problems import quadratic
+      >>> sgd = methods("quadratic")[0]
+      >>> thetas, losses = run_direct(sgd, quadratic(1 / 20, 1.0).loss, {"learning_rate": 0.2},
+      ...                             (-1.0, 0.8), num_steps=1)
+      >>> [round(float(v), 4) for v in thetas[1]]
+      [-0.98, 0.48]
     """
     tx = method.build(**hypers)
     extra = {"value_fn": loss} if method.needs_value_fn else {}

@@ -95,7 +95,14 @@ def _fixed(key: str, label: str, factory: Callable[[], Problem]) -> PlaygroundPr
 
 
 def playground_problems() -> list[PlaygroundProblem]:
-    """Every function (and every condition number of the quadratic) the page offers, in order."""
+    """Every function (and every condition number of the quadratic) the page offers, in order.
+
+    Example:
+      >>> from jaxopt_lectures.playground.problems import playground_problems
+      >>> [p.key for p in playground_problems()]  # doctest: +NORMALIZE_WHITESPACE
+      ['quadratic-1', 'quadratic-5', 'quadratic-20', 'quadratic-100', 'rosenbrock', 'beale',
+       'saddle', 'himmelblau']
+    """
     return [
         *(_quadratic(kappa) for kappa in CONDITION_NUMBERS),
         _fixed("rosenbrock", "Rosenbrock", rosenbrock),
