@@ -30,7 +30,7 @@ from jax.scipy.linalg import cho_factor, cho_solve
 
 from jaxopt_lectures._checks import check_bool, check_non_negative, check_unit_interval
 from jaxopt_lectures._tree import check_tree_match, compute_dtype, safe_increment
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = [
     "ScaleByNewtonCGState",
@@ -138,6 +138,48 @@ def _value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -
     return {k: v for k, v in extra_args.items() if k in names}
 
 
+def _explicit_spec(x: Any) -> Any:
+    """The ``PartitionSpec`` of ``x`` if it is sharded over a mesh axis of type ``Explicit``.
+
+    Returns ``None`` for everything else (a replicated array, automatic or manual axes, jax
+    versions without explicit sharding), where concatenating leaves needs no help.
+    """
+    typeof = getattr(jax, "typeof", None)
+    if typeof is None or not hasattr(jax.sharding, "reshard"):
+        return None
+    sharding = getattr(typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    mesh = getattr(sharding, "mesh", None)
+    explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
+    if spec is None or mesh is None or explicit is None:
+        return None
+    if not any(axis is not None for axis in spec):
+        return None
+    if explicit not in tuple(getattr(mesh, "axis_types", ())):
+        return None
+    return spec
+
+
+def _replicate_explicit(tree: Any) -> Any:
+    """Reshard leaves sharded over explicit mesh axes to replicated ones.
+
+    On a mesh with explicit axes (``jax.sharding.AxisType.Explicit``) the sharding is part of an
+    array's type, and ``ravel_pytree`` cannot concatenate leaves of different shardings
+    (``ShardingTypeError``). The Newton transforms work on one flat vector, so those leaves are
+    gathered first; the updates are resharded like the incoming ones on the way out.
+    """
+
+    def leaf(x: Any) -> Any:
+        if _explicit_spec(x) is None:
+            return x
+        mesh = jax.typeof(x).sharding.mesh
+        return jax.sharding.reshard(
+            x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        )
+
+    return jax.tree.map(leaf, tree)
+
+
 def _raveled_problem(
     transform: str,
     updates: optax.Updates,
@@ -159,11 +201,21 @@ def _raveled_problem(
         raise ValueError(f"{transform}: value_fn must be callable, got {value_fn!r}")
     check_tree_match(updates, params, transform)
     leaves = jax.tree.leaves(updates) + jax.tree.leaves(params)
+    if any(jnp.iscomplexobj(leaf) for leaf in leaves):
+        raise TypeError(
+            f"{transform} does not support complex parameters or gradients: the curvature of a "
+            "real loss of complex parameters is not a complex Hessian matrix. Optimize the real "
+            "and imaginary parts as separate real parameters ({'re': z.real, 'im': z.imag}), or "
+            "use a first-order method (adam, rmsprop, adagrad, momentum, sgd), which accept "
+            "complex parameters."
+        )
     cd = compute_dtype(*(jnp.result_type(leaf) for leaf in leaves))
     # value_fn sees the parameters upcast to the compute dtype: a bf16 model's Hessian is then
     # taken in float32 (unless the loss itself casts back down).
-    x, unravel = ravel_pytree(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
-    g, _ = ravel_pytree(jax.tree.map(lambda u: jnp.asarray(u, cd), updates))
+    x, unravel = ravel_pytree(
+        _replicate_explicit(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
+    )
+    g, _ = ravel_pytree(_replicate_explicit(jax.tree.map(lambda u: jnp.asarray(u, cd), updates)))
     kwargs = _value_fn_kwargs(value_fn, extra_args)
 
     def f(z: jax.Array) -> jax.Array:
@@ -176,7 +228,14 @@ def _raveled_problem(
         return value.astype(cd)
 
     def to_updates(direction: jax.Array) -> optax.Updates:
-        return jax.tree.map(lambda d, u: d.astype(jnp.result_type(u)), unravel(direction), updates)
+        def leaf(d: jax.Array, u: Any) -> jax.Array:
+            d = d.astype(jnp.result_type(u))
+            spec = _explicit_spec(u)
+            if spec is None:
+                return d
+            return jax.sharding.reshard(d, jax.typeof(u).sharding)
+
+        return jax.tree.map(leaf, unravel(direction), updates)
 
     return _Raveled(f=f, x=x, g=g, to_updates=to_updates)
 
@@ -184,8 +243,12 @@ def _raveled_problem(
 def _fall_back_if_not_finite(
     direction: jax.Array, g: jax.Array, num_fallbacks: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Return g instead of a non-finite direction, and count it."""
-    finite = jnp.all(jnp.isfinite(direction))
+    """Return g instead of a non-finite direction, and count it.
+
+    A non-finite gradient counts too, and is returned as it is: the update is then NaN or
+    infinite, visibly (``optax.apply_if_finite`` skips it), never a silent zero step.
+    """
+    finite = jnp.all(jnp.isfinite(direction)) & jnp.all(jnp.isfinite(g))
     direction = jnp.where(finite, direction, g)
     num_fallbacks = jnp.where(finite, num_fallbacks, safe_increment(num_fallbacks))
     return direction, num_fallbacks
@@ -282,7 +345,9 @@ def scale_by_newton(
       float Hessian) instead of an infinite one.
       ``state.num_negative_curvature`` counts these steps;
     - a direction that is still not finite (the Hessian had NaN or infinite entries) is replaced
-      by g itself, and ``state.num_fallbacks`` counts that.
+      by g itself, and ``state.num_fallbacks`` counts that; a non-finite gradient counts too and
+      is passed through, so the update is visibly non-finite (``optax.apply_if_finite`` skips
+      it), never a silent zero step.
 
     Args:
       damping: lambda >= 0, Levenberg-Marquardt damping added to the Hessian's diagonal (to its
@@ -307,8 +372,9 @@ def scale_by_newton(
     raveled vector and the whole d x d Hessian are gathered (replicated), not sharded: the dense
     step does not scale out, which is what ``max_params`` guards against.
 
-    Dtypes: the Hessian and the solve run in at least float32 (``value_fn`` receives the
-    parameters upcast, bf16 to float32); the updates come back in the gradient's dtype.
+    Dtypes: float and bf16/f16 (the Hessian and the solve run in at least float32: ``value_fn``
+    receives the parameters upcast, bf16 to float32); the updates come back in the gradient's
+    dtype. Complex parameters raise ``TypeError``.
     """
     check_non_negative("damping", damping)
     check_bool("saddle_free", saddle_free)
@@ -423,7 +489,7 @@ def newton(
     """
     return optax.chain(
         scale_by_newton(damping=damping, saddle_free=saddle_free, max_params=max_params),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )
 
 
@@ -537,7 +603,9 @@ def scale_by_newton_cg(
       step away from saddle points: it never follows negative curvature towards them;
     - or after ``max_iters`` Hessian-vector products (``state.cg_iterations`` is the count).
 
-    A non-finite result is replaced by g and counted in ``state.num_fallbacks``.
+    A non-finite result is replaced by g and counted in ``state.num_fallbacks``; so is a
+    non-finite gradient, which then gives a visibly non-finite update (``optax.apply_if_finite``
+    skips it) instead of CG's silent zero step.
 
     Args:
       damping: lambda >= 0, added as ``damping * v`` to each Hessian-vector product
@@ -559,8 +627,9 @@ def scale_by_newton_cg(
     O(d) vector operations per iteration: O(k d) time, O(d) memory beyond what the linearized
     gradient keeps (the activations of one forward pass).
 
-    Dtypes: everything runs in at least float32 (``value_fn`` receives the parameters upcast);
-    the updates come back in the gradient's dtype.
+    Dtypes: float and bf16/f16 (everything runs in at least float32: ``value_fn`` receives the
+    parameters upcast); the updates come back in the gradient's dtype. Complex parameters raise
+    ``TypeError``.
     """
     check_non_negative("damping", damping)
     _check_count("max_iters", max_iters)
@@ -678,5 +747,5 @@ def newton_cg(
     """
     return optax.chain(
         scale_by_newton_cg(damping=damping, max_iters=max_iters, tol=tol),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )
