@@ -132,7 +132,7 @@ def scale_by_adam(
         t = count.astype(jnp.result_type(float))  # float32, or float64 when x64 is enabled
         correction1 = 1 - b1**t  # 1 - (1 - beta1)^t in the lecture
         correction2 = 1 - b2**t
-        correction1_next = 1 - b1 ** (t + 1)
+        correction1_next = 1 - b1 ** (t + 1) if nesterov else correction1
 
         def leaf(
             g: jax.Array, m: jax.Array, v: jax.Array
