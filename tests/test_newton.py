@@ -701,9 +701,9 @@ def test_non_finite_gradient_is_counted_and_shows_in_the_update(
     assert not np.all(np.isfinite(updates))
     assert int(newton_state(state).num_fallbacks) == 1
     guarded = optax.apply_if_finite(make_tx(), max_consecutive_errors=2)
-    updates, guarded_state = jax.jit(
-        lambda g, s: guarded.update(g, s, theta, value_fn=loss)
-    )(g, guarded.init(theta))
+    updates, guarded_state = jax.jit(lambda g, s: guarded.update(g, s, theta, value_fn=loss))(
+        g, guarded.init(theta)
+    )
     chex.assert_trees_all_equal(updates, jnp.zeros(3))
     assert int(guarded_state.notfinite_count) == 1
 
