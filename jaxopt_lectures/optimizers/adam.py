@@ -103,8 +103,8 @@ def scale_by_adam(
       >>> import jax.numpy as jnp, jaxopt_lectures as jl
       >>> tx = jl.scale_by_adam()
       >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
-      >>> updates  # the first step is g / |g| (up to eps)
-      Array([ 1., -1.], dtype=float32)
+      >>> [round(float(u), 4) for u in updates]  # the first step is g / |g|, up to rounding
+      [1.0, -1.0]
     """
     check_unit_interval("b1", b1)
     check_unit_interval("b2", b2)
