@@ -13,8 +13,11 @@ __all__ = [
     "abs_sq",
     "check_tree_match",
     "compute_dtype",
+    "explicit_spec",
     "map_leaves",
     "real_dtype",
+    "replicate_explicit",
+    "reshard_like",
     "safe_increment",
     "state_dtype",
     "update_dtype",
@@ -132,3 +135,52 @@ def map_leaves(
     inner = jax.tree.structure((0,) * num_outputs)
     mapped = jax.tree.map(lambda *xs: fn(*map(jnp.asarray, xs)), tree, *rest)
     return tuple(jax.tree.transpose(outer, inner, mapped))
+
+
+def explicit_spec(x: Any) -> Any:
+    """The ``PartitionSpec`` of ``x`` if it is sharded over a mesh axis of type ``Explicit``.
+
+    Returns ``None`` for everything else (a replicated array, automatic or manual axes, jax
+    versions without explicit sharding), where concatenating leaves needs no help.
+    """
+    typeof = getattr(jax, "typeof", None)
+    if typeof is None or not hasattr(jax.sharding, "reshard"):
+        return None
+    sharding = getattr(typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    mesh = getattr(sharding, "mesh", None)
+    explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
+    if spec is None or mesh is None or explicit is None:
+        return None
+    if not any(axis is not None for axis in spec):
+        return None
+    if explicit not in tuple(getattr(mesh, "axis_types", ())):
+        return None
+    return spec
+
+
+def replicate_explicit(tree: Any) -> Any:
+    """Reshard leaves sharded over explicit mesh axes to replicated ones.
+
+    On a mesh with explicit axes (``jax.sharding.AxisType.Explicit``) the sharding is part of an
+    array's type, and raveling or concatenating leaves of different shardings is a
+    ``ShardingTypeError``. The Newton transforms and ``packed`` work on flat vectors, so such
+    leaves are gathered first (:func:`reshard_like` puts results back).
+    """
+
+    def leaf(x: Any) -> Any:
+        if explicit_spec(x) is None:
+            return x
+        mesh = jax.typeof(x).sharding.mesh
+        return jax.sharding.reshard(
+            x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        )
+
+    return jax.tree.map(leaf, tree)
+
+
+def reshard_like(x: jax.Array, like: Any) -> jax.Array:
+    """``x`` resharded like ``like`` if ``like`` is sharded over explicit mesh axes, else ``x``."""
+    if explicit_spec(like) is None:
+        return x
+    return jax.sharding.reshard(x, jax.typeof(like).sharding)

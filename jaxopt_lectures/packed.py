@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lectures._tree import check_tree_match
+from jaxopt_lectures._tree import check_tree_match, replicate_explicit, reshard_like
 
 __all__ = ["Packed", "packed"]
 
@@ -58,6 +58,15 @@ class Packed:
     def __repr__(self) -> str:
         return f"Packed(small={self.small!r}, large={self.large!r})"
 
+    def __eq__(self, other: object) -> bool:  # as a NamedTuple compares: field by field
+        if not isinstance(other, Packed):
+            return NotImplemented
+        return bool(
+            (self.small, self.large, self.layout) == (other.small, other.large, other.layout)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields, like a dict
+
 
 def _layout(tree: Any) -> Layout:
     leaves, treedef = jax.tree.flatten(tree)
@@ -75,6 +84,7 @@ def _pack(tree: Any, max_leaf_size: int) -> Packed:
     for leaf in jax.tree.leaves(tree):
         leaf = jnp.asarray(leaf)
         if _is_small(leaf, max_leaf_size):
+            leaf = replicate_explicit(leaf)  # explicit-axis shardings cannot be concatenated
             groups.setdefault(leaf.dtype.name, []).append(jnp.ravel(leaf))
         else:
             large.append(leaf)
@@ -134,7 +144,7 @@ def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
         key = jnp.result_type(leaf).name
         vector, start, size = packed_tree.small[key], offsets[key], int(jnp.size(leaf))
         piece = vector if size == vector.size else jax.lax.slice(vector, (start,), (start + size,))
-        out.append(piece.reshape(jnp.shape(leaf)))
+        out.append(reshard_like(piece.reshape(jnp.shape(leaf)), leaf))
         offsets[key] = start + size
     return jax.tree.unflatten(treedef, out)
 
@@ -181,8 +191,9 @@ def packed(
     reduction (a global norm) sums in a different order, which can also change the last bits.
     Do not wrap transformations that treat leaves differently from one another
     (``optax.masked``, per-leaf trust ratios, ``newton``'s ``value_fn``, which would receive the
-    packed vectors), and do not use it on sharded parameters: concatenating gathers them on one
-    device.
+    packed vectors), and do not use it on sharded parameters: concatenating gathers them (on a
+    mesh with explicit axes the small leaves are resharded to replicated ones first, and their
+    updates back to the leaves' shardings; the large leaves keep theirs).
 
     Contract details:
 

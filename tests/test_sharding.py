@@ -225,3 +225,61 @@ def test_newton_on_sharded_parameters_reaches_the_single_device_minimizer(
         assert entry["grad_norm"] < 1e-4, report  # a minimizer
         assert entry["max_diff"] < 1e-4, report  # the same one as on a single device
         assert "model" in entry["w_spec"], report  # and the parameters stayed sharded
+
+
+OPTAX_SHARDING_IDIOMS = textwrap.dedent(
+    r"""
+    import json
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+    import jaxopt_lectures as jl
+
+    optimizers = {
+        "sgd": jl.sgd(1.0),
+        "sgd_momentum": jl.sgd(1.0, momentum=0.9, nesterov=True),
+        "momentum": jl.momentum(1.0),
+        "nag": jl.nag(1.0),
+        "adagrad": jl.adagrad(1.0),
+        "rmsprop": jl.rmsprop(1.0, momentum=0.9),
+        "adadelta": jl.adadelta(1.0),
+        "adam": jl.adam(1.0),
+        "packed_adam": jl.packed(jl.adam(1.0)),
+        "blocks": optax.chain(
+            jl.scale_by_adagrad(),
+            jl.scale_by_adadelta(),
+            jl.scale_by_rms(bias_correction=True),
+            jl.scale_by_adam(nesterov=True),
+            jl.trace(decay=0.9),
+            jl.scale_by_learning_rate(optax.exponential_decay(1.0, 1, 0.9)),
+        ),
+    }
+    mesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
+    sharding = NamedSharding(mesh, P(None, "x"))
+    types = lambda tree: jax.tree.map(jax.typeof, tree)
+    checked = []
+    for name, tx in optimizers.items():
+        # Abstract parameters, as jax.eval_shape or a checkpoint restore gives them.
+        assert tx.init(jax.ShapeDtypeStruct((2, 4, 8), jnp.float32)) is not None, name
+        with jax.set_mesh(mesh):
+            params = jnp.zeros((2, 8, 4), dtype=jnp.float16, out_sharding=sharding)
+            state0 = tx.init(params)
+            _, state1 = tx.update(params, state0, params)
+            assert types(state0) == types(state1), (name, types(state0), types(state1))
+            assert types(jax.jit(tx.init)(params)) == types(state0), name
+            _, state2 = jax.jit(tx.update)(params, state0, params)
+            assert types(state2) == types(state1), name
+        checked.append(name)
+    print(json.dumps(checked))
+    """
+)
+
+
+def test_optax_sharding_idioms_for_every_optimizer() -> None:
+    """optax's sharding checks on a mesh with explicit axes: init on abstract parameters, and the
+    state's types (shape, dtype, sharding) the same after init and update, eagerly and under jit."""
+    result = run_on_eight_devices("-c", OPTAX_SHARDING_IDIOMS)
+    assert len(json.loads(result.stdout.strip().splitlines()[-1])) == 10

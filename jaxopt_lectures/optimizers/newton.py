@@ -29,7 +29,13 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from jaxopt_lectures._checks import check_bool, check_non_negative, check_unit_interval
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, safe_increment
+from jaxopt_lectures._tree import (
+    check_tree_match,
+    compute_dtype,
+    replicate_explicit,
+    reshard_like,
+    safe_increment,
+)
 from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = [
@@ -138,48 +144,6 @@ def _value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -
     return {k: v for k, v in extra_args.items() if k in names}
 
 
-def _explicit_spec(x: Any) -> Any:
-    """The ``PartitionSpec`` of ``x`` if it is sharded over a mesh axis of type ``Explicit``.
-
-    Returns ``None`` for everything else (a replicated array, automatic or manual axes, jax
-    versions without explicit sharding), where concatenating leaves needs no help.
-    """
-    typeof = getattr(jax, "typeof", None)
-    if typeof is None or not hasattr(jax.sharding, "reshard"):
-        return None
-    sharding = getattr(typeof(x), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    mesh = getattr(sharding, "mesh", None)
-    explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
-    if spec is None or mesh is None or explicit is None:
-        return None
-    if not any(axis is not None for axis in spec):
-        return None
-    if explicit not in tuple(getattr(mesh, "axis_types", ())):
-        return None
-    return spec
-
-
-def _replicate_explicit(tree: Any) -> Any:
-    """Reshard leaves sharded over explicit mesh axes to replicated ones.
-
-    On a mesh with explicit axes (``jax.sharding.AxisType.Explicit``) the sharding is part of an
-    array's type, and ``ravel_pytree`` cannot concatenate leaves of different shardings
-    (``ShardingTypeError``). The Newton transforms work on one flat vector, so those leaves are
-    gathered first; the updates are resharded like the incoming ones on the way out.
-    """
-
-    def leaf(x: Any) -> Any:
-        if _explicit_spec(x) is None:
-            return x
-        mesh = jax.typeof(x).sharding.mesh
-        return jax.sharding.reshard(
-            x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        )
-
-    return jax.tree.map(leaf, tree)
-
-
 def _raveled_problem(
     transform: str,
     updates: optax.Updates,
@@ -213,9 +177,9 @@ def _raveled_problem(
     # value_fn sees the parameters upcast to the compute dtype: a bf16 model's Hessian is then
     # taken in float32 (unless the loss itself casts back down).
     x, unravel = ravel_pytree(
-        _replicate_explicit(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
+        replicate_explicit(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
     )
-    g, _ = ravel_pytree(_replicate_explicit(jax.tree.map(lambda u: jnp.asarray(u, cd), updates)))
+    g, _ = ravel_pytree(replicate_explicit(jax.tree.map(lambda u: jnp.asarray(u, cd), updates)))
     kwargs = _value_fn_kwargs(value_fn, extra_args)
 
     def f(z: jax.Array) -> jax.Array:
@@ -230,10 +194,7 @@ def _raveled_problem(
     def to_updates(direction: jax.Array) -> optax.Updates:
         def leaf(d: jax.Array, u: Any) -> jax.Array:
             d = d.astype(jnp.result_type(u))
-            spec = _explicit_spec(u)
-            if spec is None:
-                return d
-            return jax.sharding.reshard(d, jax.typeof(u).sharding)
+            return reshard_like(d, u)
 
         return jax.tree.map(leaf, unravel(direction), updates)
 
