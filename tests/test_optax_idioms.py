@@ -168,69 +168,94 @@ PARAMS = {"w": jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]), "b": jnp.array([
 GRADS = {"w": jnp.array([[0.3, -0.1, 0.0], [1.0, -2.0, 0.5]]), "b": jnp.array([-0.4, 0.2])}
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_contract(name: str) -> None:
-    """No recompilation on later calls, unknown extra arguments accepted, the tree structure and
-    the gradients' dtype kept, state dtypes and shapes unchanged by an update."""
-    tx = ALL[name]()
-    state = jax.jit(tx.init)(PARAMS)
-    step = jax.jit(lambda g, s, p: tx.update(g, s, p, unexpected_extra_arg_nobody_expects=1))
-    for _ in range(3):
-        updates, new_state = step(GRADS, state, PARAMS)
-        chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
-        state = new_state
-    assert step._cache_size() == 1  # type: ignore[attr-defined]
-    chex.assert_trees_all_equal_shapes_and_dtypes(updates, GRADS)
-    chex.assert_tree_all_finite(updates)
+def test_contract() -> None:
+    """Every transform in one compiled step: no recompilation on later calls (the state keeps its
+    types), unknown extra arguments accepted, the tree structure and the gradients' dtype kept."""
+    txs = {name: make() for name, make in ALL.items()}
 
-
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_inject_hyperparams(name: str) -> None:
-    """optax's check: same updates and inner state, on its two-leaf list of parameters."""
-    tx = OPTIMIZERS[name]()
-    if name == "packed_adam":
-        factory: Callable[..., Any] = jl.adam
-        kwargs: dict[str, Any] = {"learning_rate": 0.1}
-        injected = jl.packed(optax.inject_hyperparams(factory)(**kwargs))
-    else:
-        factory = getattr(jl, name.split("_")[0])
-        bound = {
-            "sgd": {"learning_rate": 1e-3},
-            "sgd_momentum": {"learning_rate": 1e-3, "momentum": 0.9},
-            "momentum": {"learning_rate": 1e-3, "momentum": 0.9},
-            "nag": {"learning_rate": 1e-3, "momentum": 0.9},
-            "adagrad": {"learning_rate": 1.0},
-            "rmsprop": {"learning_rate": 5e-3},
-            "rmsprop_momentum": {"learning_rate": 5e-3, "momentum": 0.9},
-            "adadelta": {"learning_rate": 0.1},
-            "adadelta_default": {},
-            "adam": {"learning_rate": 0.1},
+    @jax.jit
+    def step(grads: Any, states: dict[str, Any], params: Any) -> tuple[Any, Any]:
+        out = {
+            name: tx.update(grads, states[name], params, unexpected_extra_arg_nobody_expects=1)
+            for name, tx in txs.items()
         }
-        kwargs = bound[name]
-        injected = optax.inject_hyperparams(factory)(**kwargs)
+        return {n: u for n, (u, _) in out.items()}, {n: s for n, (_, s) in out.items()}
+
+    states = jax.jit(lambda p: {name: tx.init(p) for name, tx in txs.items()})(PARAMS)
+    for _ in range(3):
+        updates, new_states = step(GRADS, states, PARAMS)
+        for name in txs:
+            chex.assert_trees_all_equal_shapes_and_dtypes(new_states[name], states[name])
+        states = new_states
+    assert step._cache_size() == 1  # type: ignore[attr-defined]
+    for name, u in updates.items():
+        chex.assert_trees_all_equal_shapes_and_dtypes(u, GRADS, custom_message=name)
+        chex.assert_tree_all_finite(u)
+
+
+# The arguments of each alias's entry in OPTIMIZERS, for optax.inject_hyperparams.
+ALIAS_ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "sgd": (jl.sgd, {"learning_rate": 1e-3}),
+    "sgd_momentum": (jl.sgd, {"learning_rate": 1e-3, "momentum": 0.9}),
+    "momentum": (jl.momentum, {"learning_rate": 1e-3, "momentum": 0.9}),
+    "nag": (jl.nag, {"learning_rate": 1e-3, "momentum": 0.9}),
+    "adagrad": (jl.adagrad, {"learning_rate": 1.0}),
+    "rmsprop": (jl.rmsprop, {"learning_rate": 5e-3}),
+    "rmsprop_momentum": (jl.rmsprop, {"learning_rate": 5e-3, "momentum": 0.9}),
+    "adadelta": (jl.adadelta, {"learning_rate": 0.1}),
+    "adadelta_default": (jl.adadelta, {}),
+    "adam": (jl.adam, {"learning_rate": 0.1}),
+}
+
+
+def test_inject_hyperparams() -> None:
+    """optax's check on its two-leaf list of parameters: wrapped in ``inject_hyperparams``, every
+    optimizer gives the same updates and inner state (``packed`` around an injected Adam too)."""
+    txs = {name: OPTIMIZERS[name]() for name in ALIAS_ARGUMENTS}
+    injected = {
+        name: optax.inject_hyperparams(factory)(**kwargs)
+        for name, (factory, kwargs) in ALIAS_ARGUMENTS.items()
+    }
+    txs["packed_adam"] = OPTIMIZERS["packed_adam"]()
+    injected["packed_adam"] = jl.packed(optax.inject_hyperparams(jl.adam)(learning_rate=0.1))
+    assert set(txs) == set(OPTIMIZERS)
     params = [-jnp.ones((2, 3)), jnp.ones((2, 5, 2))]
     grads = [jnp.ones((2, 3)), -jnp.ones((2, 5, 2))]
-    updates, state = jax.jit(tx.update)(grads, jax.jit(tx.init)(params), params)
-    got, injected_state = jax.jit(injected.update)(grads, jax.jit(injected.init)(params), params)
-    chex.assert_trees_all_close(got, updates, rtol=1e-3)
-    chex.assert_trees_all_close(injected_state.inner_state, state, rtol=1e-4)
+
+    @jax.jit
+    def run(params: Any, grads: Any) -> Any:
+        return {
+            name: (
+                tx.update(grads, tx.init(params), params),
+                injected[name].update(grads, injected[name].init(params), params),
+            )
+            for name, tx in txs.items()
+        }
+
+    for name, ((updates, state), (got, injected_state)) in run(params, grads).items():
+        chex.assert_trees_all_close(got, updates, rtol=1e-3, custom_message=name)
+        chex.assert_trees_all_close(
+            injected_state.inner_state, state, rtol=1e-4, custom_message=name
+        )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32", "complex64", "int32"])
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_preserve_dtype(name: str, dtype: str) -> None:
+def test_preserve_dtype(dtype: str) -> None:
     """Updates come back in the gradients' dtype; integer gradients give float updates (as in
     optax: ``-lr * g`` is a float), never a truncated integer."""
-    tx = ALL[name]()
+    txs = {name: make() for name, make in ALL.items()}
     params = jnp.array([1, 2], dtype)
     grads = jnp.array([2, 4], dtype)
-    state = tx.init(params)
-    updates, _ = jax.jit(tx.update)(grads, state, params)
-    if dtype == "int32":
-        assert updates.dtype == jnp.float32
-        assert np.all(np.asarray(updates) != 0)
-    else:
-        assert updates.dtype == grads.dtype
+    states = {name: tx.init(params) for name, tx in txs.items()}
+    updates = jax.jit(
+        lambda states: {n: tx.update(grads, states[n], params)[0] for n, tx in txs.items()}
+    )(states)
+    for name, u in updates.items():
+        if dtype == "int32":
+            assert u.dtype == jnp.float32, name
+            assert np.all(np.asarray(u) != 0), name
+        else:
+            assert u.dtype == grads.dtype, name
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum", "momentum", "nag", "adam", "scale_by_adam"])
@@ -334,26 +359,30 @@ def test_apply_if_finite_and_visible_non_finite_gradients() -> None:
         chex.assert_tree_all_finite(u_good)
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_masked_and_partition_with_empty_groups(name: str) -> None:
+def test_masked_and_partition_with_empty_groups() -> None:
     """``optax.masked`` with an all-False mask and ``optax.partition`` with a group that owns no
     parameter hand the transform a tree with no leaves: init and update must work."""
-    params, grads = PARAMS, GRADS
-    masked = optax.masked(ALL[name](), {"w": False, "b": False})
-    updates, _ = masked.update(grads, masked.init(params), params)
-    chex.assert_trees_all_equal(updates, grads)  # nothing masked in, nothing changed
-
     other = jl.momentum(0.1, momentum=0.9)
-    for labels in ({"w": "a", "b": "a"}, {"w": "b", "b": "b"}, {"w": "a", "b": "b"}):
-        tx = optax.partition({"a": ALL[name](), "b": other}, labels)
-        state = tx.init(params)
-        updates, state = tx.update(grads, state, params)
-        chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
+    all_labels = ({"w": "a", "b": "a"}, {"w": "b", "b": "b"}, {"w": "a", "b": "b"})
+    wrapped = {}
+    for name, make in ALL.items():
+        wrapped[name, "masked"] = optax.masked(make(), {"w": False, "b": False})
+        for i, labels in enumerate(all_labels):
+            wrapped[name, f"partition{i}"] = optax.partition({"a": make(), "b": other}, labels)
+        # The form of optax's documentation, with a group that owns no parameter.
+        wrapped[name, "multi"] = optax.multi_transform(
+            {"a": make(), "m": other}, {"w": "a", "b": "a"}
+        )
+
+    @jax.jit
+    def run(params: Any, grads: Any) -> Any:
+        return {k: tx.update(grads, tx.init(params), params)[0] for k, tx in wrapped.items()}
+
+    for (name, how), updates in run(PARAMS, GRADS).items():
+        if how == "masked":  # nothing masked in, nothing changed
+            chex.assert_trees_all_equal(updates, GRADS, custom_message=name)
+        chex.assert_trees_all_equal_shapes_and_dtypes(updates, GRADS, custom_message=name)
         chex.assert_tree_all_finite(updates)
-    # The example of optax's documentation for a group with no parameter.
-    tx = optax.multi_transform({"a": ALL[name](), "m": other}, {"w": "a", "b": "a"})
-    updates, _ = tx.update(grads, tx.init(params), params)
-    chex.assert_tree_all_finite(updates)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
