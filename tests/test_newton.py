@@ -717,3 +717,17 @@ def test_complex_parameters_raise_a_clear_type_error(
     tx = make_tx()
     with pytest.raises(TypeError, match=r"does not support complex parameters.*z\.real"):
         tx.update(jnp.conj(jax.grad(loss)(z)), tx.init(z), z, value_fn=loss)
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_integer_parameters_get_float_updates(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    """As optax's transforms: the step of an integer parameter is a float, not truncated."""
+    loss = lambda t: jnp.sum((t - 3.5) ** 2)  # noqa: E731
+    theta = jnp.array([1, 2], jnp.int32)
+    g = jnp.array([-5, -3], jnp.int32)  # the gradient at theta
+    tx = make_tx()
+    updates, _ = tx.update(g, tx.init(theta), theta, value_fn=loss)
+    assert updates.dtype == jnp.float32
+    chex.assert_trees_all_close(updates, jnp.array([2.5, 1.5]), rtol=1e-6)

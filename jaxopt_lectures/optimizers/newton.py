@@ -35,6 +35,7 @@ from jaxopt_lectures._tree import (
     replicate_explicit,
     reshard_like,
     safe_increment,
+    update_dtype,
 )
 from jaxopt_lectures.optimizers.sgd import descent
 
@@ -193,7 +194,7 @@ def _raveled_problem(
 
     def to_updates(direction: jax.Array) -> optax.Updates:
         def leaf(d: jax.Array, u: Any) -> jax.Array:
-            d = d.astype(jnp.result_type(u))
+            d = d.astype(update_dtype(jnp.result_type(u)))
             return reshard_like(d, u)
 
         return jax.tree.map(leaf, unravel(direction), updates)
@@ -427,8 +428,9 @@ def newton(
     ``scipy.optimize.minimize(method="Newton-CG", jac=..., hess=...)`` (truncated CG plus a line
     search) reaches the same minimizer; the tests check both on logistic regression.
 
-    bf16: the Hessian and the solve run in float32 (``value_fn`` sees float32 parameters); the
-    updates come back in the gradient's dtype.
+    Dtypes: float32/float64; bf16/f16 with the Hessian and the solve in float32 (``value_fn``
+    sees float32 parameters), the updates in the gradient's dtype; integer parameters get float
+    updates; complex parameters raise ``TypeError``.
 
     References:
       Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006: section 3.4 (Hessian
@@ -683,8 +685,7 @@ def newton_cg(
     follows it with a Wolfe line search; here the step length is ``learning_rate``, or chain an
     optax line search. optax has no Newton transform.
 
-    bf16: computed in float32 (``value_fn`` sees float32 parameters); the updates come back in the
-    gradient's dtype.
+    Dtypes: as :func:`newton` (complex parameters raise ``TypeError``).
 
     References:
       Steihaug, `The conjugate gradient method and trust regions in large scale optimization
