@@ -433,3 +433,20 @@ def test_tree_get_count_and_injected_learning_rate() -> None:
     state = optax.tree_utils.tree_set(state, learning_rate=jnp.asarray(0.5))
     updates, _ = tx.update(GRADS, state, PARAMS)
     chex.assert_trees_all_close(updates, jax.tree.map(lambda g: -0.5 * g, GRADS))
+
+
+def test_float32_and_float64_leaves_keep_their_dtypes_under_x64() -> None:
+    """optax's float64 check: with x64 enabled, a float32 and a float64 leaf in one tree keep
+    their dtypes in the state and the parameters through an update (no promotion to float64)."""
+    with enable_x64():
+        params = (jnp.array([1.0, 2.0], jnp.float32), jnp.array([3.0, 4.0], jnp.float64))
+        grads = (jnp.array([10.0, 21.0], jnp.float32), jnp.array([33.0, 42.0], jnp.float64))
+        txs = {name: make() for name, make in ALL.items()}
+        states = jax.jit(lambda p: {n: tx.init(p) for n, tx in txs.items()})(params)
+        out = jax.jit(lambda s: {n: tx.update(grads, s[n], params) for n, tx in txs.items()})(
+            states
+        )
+        dtypes = lambda tree: jax.tree.map(lambda x: x.dtype, tree)  # noqa: E731
+        for name, (updates, new_state) in out.items():
+            assert dtypes(new_state) == dtypes(states[name]), name
+            assert dtypes(optax.apply_updates(params, updates)) == dtypes(params), name
