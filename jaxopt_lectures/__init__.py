@@ -20,7 +20,12 @@ from jaxopt_lectures.optimizers.newton import (
     scale_by_newton,
     scale_by_newton_cg,
 )
-from jaxopt_lectures.optimizers.rmsprop import ScaleByRmsState, rmsprop, scale_by_rms
+from jaxopt_lectures.optimizers.rmsprop import (
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    rmsprop,
+    scale_by_rms,
+)
 from jaxopt_lectures.optimizers.sgd import (
     ScaleByLearningRateState,
     inverse_time_decay,
@@ -41,6 +46,7 @@ __all__ = [
     "ScaleByNewtonCGState",
     "ScaleByNewtonState",
     "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
     "TraceState",
     "__version__",
     "adadelta",

@@ -80,12 +80,17 @@ def check_bool(name: str, value: Any) -> None:
 
 
 def check_dtype(name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``None`` or names a floating-point dtype."""
+    """Raise ``ValueError`` unless ``value`` is ``None`` or names a floating-point or complex dtype.
+
+    (optax's tests store a complex64 first moment for bf16 parameters, so complex is allowed.)
+    """
     if value is None:
         return
     try:
         dtype = jnp.dtype(value)
     except TypeError as err:
-        raise ValueError(f"{name} must be None or a floating-point dtype, got {value!r}") from err
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{name} must be None or a floating-point dtype, got {dtype}")
+        raise ValueError(
+            f"{name} must be None or a floating-point or complex dtype, got {value!r}"
+        ) from err
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(f"{name} must be None or a floating-point or complex dtype, got {dtype}")

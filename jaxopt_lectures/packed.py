@@ -8,24 +8,73 @@ leaf), and cuts the resulting updates back into the shape of the gradients.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from jaxopt_lectures._tree import check_tree_match, replicate_explicit, reshard_like
 
 __all__ = ["Packed", "packed"]
 
 
-class Packed(NamedTuple):
-    """A tree in the packed layout (what the wrapped transformation sees, and its state holds)."""
+# The layout of the tree that was packed: its structure and each leaf's shape and dtype name.
+Layout = tuple[Any, tuple[tuple[tuple[int, ...], str], ...]]
 
-    small: dict[str, jax.Array]  # every small leaf, raveled and concatenated: one vector per dtype
-    large: tuple[jax.Array, ...]  # the leaves with more than max_leaf_size entries, as they are
+
+@jax.tree_util.register_pytree_with_keys_class
+class Packed:
+    """A tree in the packed layout (what the wrapped transformation sees, and its state holds).
+
+    Attributes:
+      small: every small leaf, raveled and concatenated: one vector per dtype name.
+      large: the leaves with more than ``max_leaf_size`` entries, as they are.
+      layout: the structure, shapes and dtypes of the tree that was packed (static: not a leaf).
+        ``update`` compares the incoming gradients with it, so gradients of another structure
+        raise the same ``ValueError`` as the unpacked transforms instead of being cut silently.
+    """
+
+    def __init__(
+        self, small: dict[str, Any], large: tuple[Any, ...], layout: Layout | None = None
+    ) -> None:
+        self.small = small
+        self.large = tuple(large)
+        self.layout = layout
+
+    def tree_flatten_with_keys(self) -> tuple[Any, Layout | None]:
+        children = (
+            (jax.tree_util.GetAttrKey("small"), self.small),
+            (jax.tree_util.GetAttrKey("large"), self.large),
+        )
+        return children, self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout: Layout | None, children: Any) -> Packed:
+        small, large = children
+        return cls(small, large, layout)
+
+    def __repr__(self) -> str:
+        return f"Packed(small={self.small!r}, large={self.large!r})"
+
+    def __eq__(self, other: object) -> bool:  # as a NamedTuple compares: field by field
+        if not isinstance(other, Packed):
+            return NotImplemented
+        return bool(
+            (self.small, self.large, self.layout) == (other.small, other.large, other.layout)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields, like a dict
+
+
+def _layout(tree: Any) -> Layout:
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(jnp.shape(x)), jnp.result_type(x).name) for x in leaves)
 
 
 def _is_small(leaf: Any, max_leaf_size: int) -> bool:
-    return int(jnp.size(leaf)) <= max_leaf_size
+    return int(np.prod(jnp.shape(leaf))) <= max_leaf_size
 
 
 def _pack(tree: Any, max_leaf_size: int) -> Packed:
@@ -35,11 +84,51 @@ def _pack(tree: Any, max_leaf_size: int) -> Packed:
     for leaf in jax.tree.leaves(tree):
         leaf = jnp.asarray(leaf)
         if _is_small(leaf, max_leaf_size):
+            leaf = replicate_explicit(leaf)  # explicit-axis shardings cannot be concatenated
             groups.setdefault(leaf.dtype.name, []).append(jnp.ravel(leaf))
         else:
             large.append(leaf)
     small = {k: v[0] if len(v) == 1 else jnp.concatenate(v) for k, v in groups.items()}
-    return Packed(small=small, large=tuple(large))
+    return Packed(small=small, large=tuple(large), layout=_layout(tree))
+
+
+def _pack_abstract(tree: Any, max_leaf_size: int) -> Packed:
+    """:func:`_pack` for a tree that may hold ``jax.ShapeDtypeStruct`` leaves (no values)."""
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(tree)):
+        return cast(Packed, jax.eval_shape(lambda t: _pack(t, max_leaf_size), tree))
+    return _pack(tree, max_leaf_size)
+
+
+def _state_layout(state: Any) -> Layout | None:
+    """The layout recorded in the first :class:`Packed` of a state (``None`` if it has none)."""
+    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, Packed)):
+        if isinstance(node, Packed):
+            return node.layout
+    return None
+
+
+def _match_layout(updates: Any, layout: Layout | None) -> Any:
+    """Check ``updates`` against the recorded layout; Python scalars take the recorded dtype."""
+    if layout is None:
+        return updates
+    treedef, specs = layout
+    like = jax.tree.unflatten(
+        treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in specs]
+    )
+    check_tree_match(updates, like, "packed")
+    paths_and_leaves, _ = jax.tree_util.tree_flatten_with_path(updates)
+    out = []
+    for (path, u), (_, dtype) in zip(paths_and_leaves, specs, strict=True):
+        if isinstance(u, int | float | complex):  # a Python scalar: weakly typed
+            u = jnp.asarray(u, dtype)
+        elif jnp.result_type(u).name != dtype:
+            raise ValueError(
+                f"packed: the update at {jax.tree_util.keystr(path)} has dtype "
+                f"{jnp.result_type(u).name} but the parameters it was initialized with had "
+                f"{dtype} there. Pass gradients with the parameters' dtypes."
+            )
+        out.append(u)
+    return jax.tree.unflatten(treedef, out)
 
 
 def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
@@ -55,7 +144,7 @@ def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
         key = jnp.result_type(leaf).name
         vector, start, size = packed_tree.small[key], offsets[key], int(jnp.size(leaf))
         piece = vector if size == vector.size else jax.lax.slice(vector, (start,), (start + size,))
-        out.append(piece.reshape(jnp.shape(leaf)))
+        out.append(reshard_like(piece.reshape(jnp.shape(leaf)), leaf))
         offsets[key] = start + size
     return jax.tree.unflatten(treedef, out)
 
@@ -102,9 +191,26 @@ def packed(
     reduction (a global norm) sums in a different order, which can also change the last bits.
     Do not wrap transformations that treat leaves differently from one another
     (``optax.masked``, per-leaf trust ratios, ``newton``'s ``value_fn``, which would receive the
-    packed vectors), and do not use it on sharded parameters: concatenating gathers them on one
-    device. The gradients passed to ``update`` must have the structure, shapes and dtypes of the
-    parameters passed to ``init``.
+    packed vectors), and do not use it on sharded parameters: concatenating gathers them (on a
+    mesh with explicit axes the small leaves are resharded to replicated ones first, and their
+    updates back to the leaves' shardings; the large leaves keep theirs).
+
+    Contract details:
+
+    - The gradients passed to ``update`` must have the structure, shapes and dtypes of the
+      parameters passed to ``init`` (recorded, statically, in each :class:`Packed` of the state):
+      anything else raises ``ValueError`` naming the first mismatch, even when each dtype's total
+      size would match. Python scalar leaves take the recorded dtype.
+    - A tree with no leaves (``optax.masked`` with an all-False mask, an ``optax.partition``
+      group that owns no parameter) is passed to ``inner`` as it is.
+    - ``init`` accepts ``jax.ShapeDtypeStruct`` leaves (it packs their shapes with
+      ``jax.eval_shape``) and returns real zeros, as ``inner.init`` does.
+    - ``optax.tree.map_params(packed_tx, f, state)`` applies ``f`` to the packed vectors (each
+      :class:`Packed` stands where ``inner`` keeps a parameter tree); ``f`` therefore cannot take
+      extra trees shaped like the parameters (``*rest``, such as partition specs): for sharding
+      do not pack (see above).
+
+    Dtypes: any dtype ``inner`` supports; each dtype gets its own vector.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxopt_lectures as jl
@@ -123,7 +229,9 @@ def packed(
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params: optax.Params) -> Any:
-        return inner.init(_pack(params, max_leaf_size))
+        if not jax.tree.leaves(params):  # nothing to pack (optax.masked, an empty group)
+            return inner.init(params)
+        return inner.init(_pack_abstract(params, max_leaf_size))
 
     def update_fn(
         updates: optax.Updates,
@@ -131,6 +239,9 @@ def packed(
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, Any]:
+        if not jax.tree.leaves(updates) and _state_layout(state) is None:
+            return inner.update(updates, state, params, **extra_args)
+        updates = _match_layout(updates, _state_layout(state))
         flat_params = None if params is None else _pack(params, max_leaf_size)
         flat_updates, state = inner.update(
             _pack(updates, max_leaf_size), state, flat_params, **extra_args

@@ -17,8 +17,10 @@ import pytest
 
 import jaxopt_lectures as jl
 
-# PyTorch is an optional peer: without it its comparison module is not collected at all.
-collect_ignore = [] if importlib.util.find_spec("torch") else ["test_torch_equivalence.py"]
+# PyTorch is a test-time peer (CI installs its CPU build): without it the comparison module is not
+# collected at all, except under CI (CI=true), where a missing torch must fail the run, not skip.
+_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+collect_ignore = [] if _CI or importlib.util.find_spec("torch") else ["test_torch_equivalence.py"]
 
 # A pytree of mixed shapes and nesting: scalar, vector, matrix, 3-D, inside dicts and a tuple.
 SHAPES: dict[str, Any] = {

@@ -684,3 +684,50 @@ def test_max_params_exceeded_raises_with_the_remedy() -> None:
         jax.jit(lambda s: tx.update(params, s, params, value_fn=loss))(tx.init(jnp.ones(3)))
     (_, new), _ = run(newton(max_params=25), loss, params, 1)
     chex.assert_trees_all_close(new, jax.tree.map(jnp.zeros_like, params), atol=1e-6)
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_non_finite_gradient_is_counted_and_shows_in_the_update(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    """A NaN gradient is neither solved into a silent zero step nor hidden: the update is NaN
+    (``optax.apply_if_finite`` skips it) and ``num_fallbacks`` counts it."""
+    loss = lambda t: jnp.sum(t**2)  # noqa: E731
+    theta = jnp.ones(3)
+    g = jnp.array([jnp.nan, 1.0, 2.0])
+    tx = make_tx()
+    step = jax.jit(lambda g, s: tx.update(g, s, theta, value_fn=loss))
+    updates, state = step(g, tx.init(theta))
+    assert not np.all(np.isfinite(updates))
+    assert int(newton_state(state).num_fallbacks) == 1
+    guarded = optax.apply_if_finite(make_tx(), max_consecutive_errors=2)
+    updates, guarded_state = jax.jit(lambda g, s: guarded.update(g, s, theta, value_fn=loss))(
+        g, guarded.init(theta)
+    )
+    chex.assert_trees_all_equal(updates, jnp.zeros(3))
+    assert int(guarded_state.notfinite_count) == 1
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_complex_parameters_raise_a_clear_type_error(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    z = jnp.array([1.0 + 1.0j, 2.0 - 1.0j], jnp.complex64)
+    loss = lambda p: jnp.sum(jnp.abs(p) ** 2)  # noqa: E731
+    tx = make_tx()
+    with pytest.raises(TypeError, match=r"does not support complex parameters.*z\.real"):
+        tx.update(jnp.conj(jax.grad(loss)(z)), tx.init(z), z, value_fn=loss)
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+def test_integer_parameters_get_float_updates(
+    make_tx: Callable[[], optax.GradientTransformation],
+) -> None:
+    """As optax's transforms: the step of an integer parameter is a float, not truncated."""
+    loss = lambda t: jnp.sum((t - 3.5) ** 2)  # noqa: E731
+    theta = jnp.array([1, 2], jnp.int32)
+    g = jnp.array([-5, -3], jnp.int32)  # the gradient at theta
+    tx = make_tx()
+    updates, _ = tx.update(g, tx.init(theta), theta, value_fn=loss)
+    assert updates.dtype == jnp.float32
+    chex.assert_trees_all_close(updates, jnp.array([2.5, 1.5]), rtol=1e-6)

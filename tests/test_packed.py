@@ -100,7 +100,7 @@ def test_state_layout() -> None:
     assert {k: v.shape for k, v in trace.small.items()} == {"float32": (4,)}  # 3 + 1 entries
     assert [x.shape for x in trace.large] == [(2, 3, 4), (5, 3)]  # in jax.tree.leaves order
     one_vector = jl.packed(jl.adam(0.1)).init(PARAMS)
-    assert len(jax.tree.leaves(one_vector)) == 4  # two counts, mu and nu: one vector each
+    assert len(jax.tree.leaves(one_vector)) == 3  # the count, mu and nu: one vector each
 
 
 # --- the optax contract -----------------------------------------------------------------------
@@ -174,3 +174,47 @@ def test_gradients_of_another_size_raise() -> None:
 def test_bad_max_leaf_size_raises(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_leaf_size"):
         jl.packed(jl.sgd(0.1), max_leaf_size=bad)
+
+
+@pytest.mark.parametrize("max_leaf_size", [32_768, 2])
+def test_gradients_of_another_structure_raise_like_the_unpacked_transforms(
+    max_leaf_size: int,
+) -> None:
+    """Same total size per dtype, other structure: refused, with the unpacked transforms' words."""
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    grads = {"x": jnp.ones(4), "y": jnp.ones(1)}
+    unpacked = jl.adam(0.1)
+    with pytest.raises(ValueError, match="tree structure") as expected:
+        unpacked.update(grads, unpacked.init(params))
+    tx = jl.packed(jl.adam(0.1), max_leaf_size=max_leaf_size)
+    with pytest.raises(ValueError, match="tree structure") as got:
+        tx.update(grads, tx.init(params))
+    assert str(got.value).split(":", 1)[1] == str(expected.value).split(":", 1)[1]
+    with pytest.raises(ValueError, match="has shape"):  # same structure, shapes swapped
+        tx.update({"a": jnp.ones(2), "b": jnp.ones(3)}, tx.init(params))
+    with pytest.raises(ValueError, match="dtype"):
+        tx.update({"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2)}, tx.init(params))
+
+
+def test_init_on_shape_dtype_structs_and_map_params() -> None:
+    """``init`` takes abstract parameters (as ``optax`` transforms do) and returns real zeros;
+    ``optax.tree.map_params`` reaches the packed vectors."""
+    tx = jl.packed(jl.adam(0.1), max_leaf_size=4)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), PARAMS)
+    chex.assert_trees_all_equal(tx.init(abstract), tx.init(PARAMS))
+    state = tx.init(PARAMS)
+    doubled = optax.tree.map_params(tx, lambda v: v + 1.0, state)
+    mu = doubled[0].mu
+    assert isinstance(mu, jl.Packed)
+    chex.assert_trees_all_equal(mu.small["float32"], jnp.ones(4))
+    chex.assert_trees_all_equal(doubled[0].count, state[0].count)  # not a parameter tree
+
+
+def test_empty_trees_and_masked_groups() -> None:
+    tx = jl.packed(jl.adam(0.1))
+    updates, _ = tx.update({}, tx.init({}))
+    assert updates == {}
+    masked = optax.masked(jl.packed(jl.momentum(0.1)), {"a": False, "b": True})
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    updates, _ = masked.update(params, masked.init(params), params)
+    chex.assert_trees_all_close(updates, {"a": jnp.ones(3), "b": -0.1 * jnp.ones(2)})

@@ -343,9 +343,9 @@ def test_alias_matches_reference(layout: Wrap, case: str, schedule: str) -> None
 
 
 BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]] = {
-    "trace": (lambda: jl.trace(momentum=0.5), lambda: MomentumReference(gamma=0.5), 1.0),
+    "trace": (lambda: jl.trace(decay=0.5), lambda: MomentumReference(gamma=0.5), 1.0),
     "trace-nesterov": (
-        lambda: jl.trace(momentum=0.8, nesterov=True),
+        lambda: jl.trace(decay=0.8, nesterov=True),
         lambda: NagReference(gamma=0.8),
         1.0,
     ),
@@ -355,7 +355,7 @@ BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]
         1.0,
     ),
     "scale_by_rms": (
-        lambda: jl.scale_by_rms(decay=0.8, eps=1e-4),
+        lambda: jl.scale_by_rms(decay=0.8, eps=1e-4, eps_in_sqrt=False),
         lambda: RmspropReference(gamma=1 - 0.8, eps=1e-4),
         1e-2,
     ),

@@ -83,6 +83,17 @@ SCRIPT = textwrap.dedent(
         "adam": jl.adam(0.01),
         "adam_f32_acc": jl.adam(0.01, accumulator_dtype=jnp.float32),
         "clip_then_nag": optax.chain(optax.clip_by_global_norm(1.0), jl.nag(0.1)),
+        "sgd_momentum": jl.sgd(0.1, momentum=0.9, nesterov=True),
+        "rmsprop_momentum": jl.rmsprop(0.01, momentum=0.9, bias_correction=True),
+        "nadam_schedule": jl.adam(optax.linear_schedule(0.01, 0.0, 10), nesterov=True),
+        "blocks": optax.chain(
+            jl.scale_by_adagrad(),
+            jl.scale_by_adadelta(),
+            jl.scale_by_rms(bias_correction=True),
+            jl.scale_by_adam(mu_dtype=jnp.bfloat16),
+            jl.trace(decay=0.9),
+            jl.scale_by_learning_rate(0.1),
+        ),
     }
     report = {}
     loss = lambda p: sum(jnp.sum(jnp.sin(x) ** 2) for x in jax.tree.leaves(p))
@@ -128,6 +139,10 @@ def test_optimizer_state_is_sharded_like_the_parameters(axis_types: str) -> None
         "adam",
         "adam_f32_acc",
         "clip_then_nag",
+        "sgd_momentum",
+        "rmsprop_momentum",
+        "nadam_schedule",
+        "blocks",
     }
     for name, entry in report.items():
         assert entry["traces"] == 1, (name, entry)  # three steps, one compilation
@@ -146,7 +161,8 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
 
     import jaxopt_lectures as jl
 
-    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto))
+    import contextlib
+
     rng = np.random.default_rng(0)
     n, d = 256, 32
     X = rng.standard_normal((n, d)).astype(np.float32)
@@ -157,9 +173,7 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
         nll = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
         return nll + 0.5e-2 * jnp.sum(p["w"] ** 2)
 
-    tx = jl.newton_cg()
-
-    def solve(params, init):
+    def solve(tx, params, init):
         state = init(params)
 
         @jax.jit
@@ -172,25 +186,98 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
         return params
 
     zeros = {"w": jnp.zeros(d), "b": jnp.zeros(())}
-    single = solve(zeros, tx.init)
-    sharded_start = {
-        "w": jax.device_put(zeros["w"], NamedSharding(mesh, P("model"))),
-        "b": jax.device_put(zeros["b"], NamedSharding(mesh, P())),
-    }
-    sharded = solve(sharded_start, lambda p: jl.init_sharded(tx, p))
-    grad_norm = float(jnp.linalg.norm(jax.grad(loss)(sharded)["w"]))
-    print(json.dumps({
-        "max_diff": float(jnp.max(jnp.abs(sharded["w"] - single["w"]))),
-        "grad_norm": grad_norm,
-        "w_spec": str(sharded["w"].sharding.spec),
-    }))
+    report = {}
+    cases = [
+        (name, tx, axis_type)
+        for name, tx in {"newton": jl.newton(), "newton_cg": jl.newton_cg()}.items()
+        for axis_type in (AxisType.Auto, AxisType.Explicit)
+    ]
+    for name, tx, axis_type in cases:
+        mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type, axis_type))
+        explicit = axis_type == AxisType.Explicit
+        single = solve(tx, zeros, tx.init)
+        with jax.set_mesh(mesh) if explicit else contextlib.nullcontext():
+            sharded_start = {
+                "w": jax.device_put(zeros["w"], NamedSharding(mesh, P("model"))),
+                "b": jax.device_put(zeros["b"], NamedSharding(mesh, P())),
+            }
+            sharded = solve(tx, sharded_start, lambda p: jl.init_sharded(tx, p))
+            grad_norm = float(jnp.linalg.norm(jax.grad(loss)(sharded)["w"]))
+        report[f"{name}, {'explicit' if explicit else 'auto'} axes"] = {
+            "max_diff": float(jnp.max(jnp.abs(sharded["w"] - single["w"]))),
+            "grad_norm": grad_norm,
+            "w_spec": str(sharded["w"].sharding.spec),
+        }
+    print(json.dumps(report))
     """
 )
 
 
-def test_newton_cg_on_sharded_parameters_reaches_the_single_device_minimizer() -> None:
+def test_newton_on_sharded_parameters_reaches_the_single_device_minimizer() -> None:
+    """Dense and matrix-free Newton on weights sharded over "model", with automatic axes and
+    with explicit ones (sharding in the types, where raveling needs the leaves resharded)."""
     result = run_on_eight_devices("-c", NEWTON_CG_SCRIPT)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["grad_norm"] < 1e-4, report  # a minimizer
-    assert report["max_diff"] < 1e-4, report  # the same one as on a single device
-    assert "model" in report["w_spec"], report  # and the parameters stayed sharded
+    assert len(report) == 4, report
+    for entry in report.values():
+        assert entry["grad_norm"] < 1e-4, report  # a minimizer
+        assert entry["max_diff"] < 1e-4, report  # the same one as on a single device
+        assert "model" in entry["w_spec"], report  # and the parameters stayed sharded
+
+
+OPTAX_SHARDING_IDIOMS = textwrap.dedent(
+    r"""
+    import json
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+    import jaxopt_lectures as jl
+
+    optimizers = {
+        "sgd": jl.sgd(1.0),
+        "sgd_momentum": jl.sgd(1.0, momentum=0.9, nesterov=True),
+        "momentum": jl.momentum(1.0),
+        "nag": jl.nag(1.0),
+        "adagrad": jl.adagrad(1.0),
+        "rmsprop": jl.rmsprop(1.0, momentum=0.9),
+        "adadelta": jl.adadelta(1.0),
+        "adam": jl.adam(1.0),
+        "packed_adam": jl.packed(jl.adam(1.0)),
+        "blocks": optax.chain(
+            jl.scale_by_adagrad(),
+            jl.scale_by_adadelta(),
+            jl.scale_by_rms(bias_correction=True),
+            jl.scale_by_adam(nesterov=True),
+            jl.trace(decay=0.9),
+            jl.scale_by_learning_rate(optax.exponential_decay(1.0, 1, 0.9)),
+        ),
+    }
+    mesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
+    sharding = NamedSharding(mesh, P(None, "x"))
+    types = lambda tree: jax.tree.map(jax.typeof, tree)
+    checked = []
+    for name, tx in optimizers.items():
+        # Abstract parameters, as jax.eval_shape or a checkpoint restore gives them.
+        assert tx.init(jax.ShapeDtypeStruct((2, 4, 8), jnp.float32)) is not None, name
+        with jax.set_mesh(mesh):
+            params = jnp.zeros((2, 8, 4), dtype=jnp.float16, out_sharding=sharding)
+            state0 = tx.init(params)
+            _, state1 = tx.update(params, state0, params)
+            assert types(state0) == types(state1), (name, types(state0), types(state1))
+            assert types(jax.jit(tx.init)(params)) == types(state0), name
+            _, state2 = jax.jit(tx.update)(params, state0, params)
+            assert types(state2) == types(state1), name
+        checked.append(name)
+    print(json.dumps(checked))
+    """
+)
+
+
+def test_optax_sharding_idioms_for_every_optimizer() -> None:
+    """optax's sharding checks on a mesh with explicit axes: init on abstract parameters, and the
+    state's types (shape, dtype, sharding) the same after init and update, eagerly and under jit."""
+    result = run_on_eight_devices("-c", OPTAX_SHARDING_IDIOMS)
+    assert len(json.loads(result.stdout.strip().splitlines()[-1])) == 10

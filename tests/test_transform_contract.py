@@ -125,7 +125,7 @@ def test_inject_hyperparams_identical(name: str) -> None:
     injected = optax.inject_hyperparams(factory)(**kwargs)
     got, state = run_steps(injected, grads)
     chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
-    assert set(state.hyperparams) == set(kwargs)
+    assert set(kwargs) <= set(state.hyperparams)
 
 
 @pytest.mark.parametrize("name", sorted(ALIAS_KWARGS))

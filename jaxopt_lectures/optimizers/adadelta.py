@@ -12,8 +12,16 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lectures._checks import check_dtype, check_positive, check_unit_interval
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, map_leaves, zeros_like
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures._tree import (
+    abs_sq,
+    check_tree_match,
+    compute_dtype,
+    map_leaves,
+    real_dtype,
+    update_dtype,
+    zeros_like,
+)
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = ["ScaleByAdadeltaState", "adadelta", "scale_by_adadelta"]
 
@@ -28,6 +36,7 @@ class ScaleByAdadeltaState(NamedTuple):
 def scale_by_adadelta(
     rho: float = 0.9,
     eps: float = 1e-6,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Zeiler's AdaDelta direction, a step with the units of the parameters.
@@ -45,17 +54,25 @@ def scale_by_adadelta(
       rho: in [0, 1), the weight of the past in both averages (lecture: 1 - its decay weight).
       eps: epsilon > 0. It also sets the size of the first steps (about sqrt(eps) per
         coordinate), so it cannot be 0: with eps = 0 every step would be exactly 0.
-      accumulator_dtype: dtype of both averages; ``None`` keeps each parameter's dtype.
+      accumulator_dtype: dtype of both averages (an addition to optax's arguments); ``None``
+        keeps each parameter's (real) dtype.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdadeltaState``.
 
+    Same arguments, defaults, state and numbers as ``optax.scale_by_adadelta(rho, eps)``.
+
+    Dtypes: float, bf16/f16 (computed in float32), complex (both averages hold the real
+    :math:`|g|^2` and :math:`|\Delta|^2`; optax squares complex numbers as ``g**2`` and does not
+    support them); integer gradients give float updates. A NaN or infinite gradient gives a
+    non-finite update.
+
     Example:
       >>> import jax.numpy as jnp, jaxopt_lectures as jl
-      >>> tx = jl.scale_by_adadelta()
+      >>> tx = jl.scale_by_adadelta(rho=0.9, eps=1e-6)
       >>> updates, state = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
-      >>> updates  # sqrt(eps) / sqrt((1 - rho) g^2 + eps) g: the first step is about sqrt(eps)
-      Array([0.00316...], dtype=float32)
+      >>> round(float(updates[0]), 6)  # sqrt(eps / (0.1 + eps))
+      0.003162
     """
     check_unit_interval("rho", rho)
     check_positive("eps", eps, " (with eps = 0 AdaDelta's steps are all exactly 0)")
@@ -63,8 +80,8 @@ def scale_by_adadelta(
 
     def init_fn(params: optax.Params) -> ScaleByAdadeltaState:
         return ScaleByAdadeltaState(
-            e_g=zeros_like(params, accumulator_dtype),
-            e_x=zeros_like(params, accumulator_dtype),
+            e_g=zeros_like(params, accumulator_dtype, real=True),
+            e_x=zeros_like(params, accumulator_dtype, real=True),
         )
 
     def update_fn(
@@ -81,11 +98,11 @@ def scale_by_adadelta(
         ) -> tuple[jax.Array, jax.Array, jax.Array]:
             cd = compute_dtype(g.dtype, e_g.dtype, e_x.dtype)
             g_c = g.astype(cd)
-            g_sq = g_c * g_c
-            e_g_new = rho * e_g.astype(cd) + (1 - rho) * g_sq  # E[g^2]_t = G_t^2 - eps
+            g_sq = abs_sq(g_c)
+            e_g_new = rho * e_g.astype(real_dtype(cd)) + (1 - rho) * g_sq  # E[g^2]_t = G_t^2 - eps
             # Delta_t^2 = (E[Delta^2]_{t-1} + eps) g_t^2 / (E[g^2]_t + eps): the square of the
             # step below, written without its root.
-            e_x_c = e_x.astype(cd)
+            e_x_c = e_x.astype(real_dtype(cd))
             delta_sq = (e_x_c + eps) * g_sq / (e_g_new + eps)
             e_x_new = (rho * e_x_c + (1 - rho) * delta_sq).astype(e_x.dtype)  # E[Delta^2]_t
             # The step Delta_t = D_{t-1} / G_t * g_t, with the ratio of the two averages read
@@ -99,11 +116,11 @@ def scale_by_adadelta(
             # storing the shared root in one): two more memory passes and, for a large leaf,
             # fresh pages on every step, which made AdaDelta 2-3x slower than Adam. Read this
             # way, the step follows the new average and no temporary is needed.
-            numerator = e_x_new.astype(cd) + rho * eps
+            numerator = e_x_new.astype(real_dtype(cd)) + rho * eps
             denominator = rho * (e_g_new + eps) + (1 - rho) * g_sq  # 0 only if rho = g = 0
             ratio = jnp.where(denominator > 0, numerator / denominator, 0.0)
             delta = jnp.sqrt(ratio) * g_c
-            return delta.astype(g.dtype), e_g_new.astype(e_g.dtype), e_x_new
+            return delta.astype(update_dtype(g.dtype)), e_g_new.astype(e_g.dtype), e_x_new
 
         new_updates, e_g, e_x = map_leaves(leaf, 3, updates, state.e_g, state.e_x)
         return new_updates, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)
@@ -115,6 +132,7 @@ def adadelta(
     learning_rate: optax.ScalarOrSchedule = 1.0,
     rho: float = 0.9,
     eps: float = 1e-6,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaDelta (Zeiler, 2012): no hand-tuned global rate needed.
@@ -135,10 +153,12 @@ def adadelta(
         function ascends.
       rho: in [0, 1), the weight of the past (PyTorch's ``rho``).
       eps: epsilon > 0.
-      accumulator_dtype: dtype of both averages; ``None`` keeps each parameter's dtype.
+      accumulator_dtype: dtype of both averages; ``None`` keeps each parameter's (real) dtype.
 
     Returns:
       ``chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))``.
+
+    Dtypes: see :func:`scale_by_adadelta`.
 
     Peers: the defaults equal ``torch.optim.Adadelta(params)`` (lr=1.0, rho=0.9, eps=1e-6) and
     ``optax.adadelta(1.0)``.
@@ -158,5 +178,5 @@ def adadelta(
     """
     return optax.chain(
         scale_by_adadelta(rho=rho, eps=eps, accumulator_dtype=accumulator_dtype),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )

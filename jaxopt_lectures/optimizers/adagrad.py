@@ -12,8 +12,16 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lectures._checks import check_dtype, check_non_negative
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, map_leaves, zeros_like
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures._tree import (
+    abs_sq,
+    check_tree_match,
+    compute_dtype,
+    map_leaves,
+    real_dtype,
+    update_dtype,
+    zeros_like,
+)
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = ["ScaleByAdagradState", "adagrad", "scale_by_adagrad"]
 
@@ -25,8 +33,9 @@ class ScaleByAdagradState(NamedTuple):
 
 
 def scale_by_adagrad(
-    eps: float = 1e-10,
     initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Divide each coordinate by the root of the sum of its squared gradients so far.
@@ -35,8 +44,9 @@ def scale_by_adagrad(
         s_t = s_{t-1} + g_t^2, \qquad x_t = \frac{g_t}{\sqrt{s_t} + \epsilon}
 
     with :math:`s_0` = ``initial_accumulator_value``. ``eps`` is *outside* the square root, as in
-    PyTorch. A coordinate whose accumulator is still exactly 0 has only ever seen zero gradients
-    and gets a zero update (never 0/0, even with ``eps=0``).
+    PyTorch. A zero gradient gets a zero update (never 0/0, even with ``eps=0`` and an empty
+    accumulator); a NaN or infinite gradient gives a non-finite update, and the accumulator keeps
+    the NaN, as in optax (so ``optax.apply_if_finite`` sees it).
 
     Lecture: :math:`G = \sqrt{s_t}`, the root of the sum of squared gradients up to and including
     the one being divided (the slide's indices start that sum one step late, which would leave the
@@ -46,26 +56,36 @@ def scale_by_adagrad(
     Args:
       eps: epsilon >= 0 added to the root, against division by (nearly) zero.
       initial_accumulator_value: s_0 >= 0.
-      accumulator_dtype: dtype of the accumulator; ``None`` keeps each parameter's dtype.
+      accumulator_dtype: dtype of the accumulator; ``None`` keeps each parameter's (real) dtype.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdagradState``.
 
+    optax has no ``scale_by_adagrad``; its ``scale_by_rss(initial_accumulator_value, eps)`` puts
+    eps inside the root: at ``eps=0`` the two agree exactly.
+
+    Dtypes: float, bf16/f16 (computed in float32), complex (the sum of :math:`|g|^2` is real);
+    integer gradients give float updates and a float accumulator.
+
     Example:
       >>> import jax.numpy as jnp, jaxopt_lectures as jl
-      >>> tx = jl.scale_by_adagrad()
-      >>> updates, state = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
-      >>> updates  # the first direction has magnitude 1 in every coordinate
-      Array([ 1., -1.], dtype=float32)
+      >>> tx = jl.scale_by_adagrad(eps=0.0)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> for g in (3.0, 4.0):
+      ...     updates, state = tx.update(jnp.array([g]), state)
+      >>> updates  # 4 / sqrt(3**2 + 4**2)
+      Array([0.8], dtype=float32)
     """
     check_non_negative("eps", eps)
     check_non_negative("initial_accumulator_value", initial_accumulator_value)
     check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByAdagradState:
-        zeros = zeros_like(params, accumulator_dtype)
+        zeros = zeros_like(params, accumulator_dtype, real=True)
         return ScaleByAdagradState(
-            sum_of_squares=jax.tree.map(lambda z: z + initial_accumulator_value, zeros)
+            sum_of_squares=jax.tree.map(
+                lambda z: z + jnp.asarray(initial_accumulator_value, z.dtype), zeros
+            )
         )
 
     def update_fn(
@@ -80,9 +100,9 @@ def scale_by_adagrad(
         def leaf(g: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
             cd = compute_dtype(g.dtype, s.dtype)
             g_c = g.astype(cd)
-            s_new = s.astype(cd) + g_c * g_c  # s_t = s_{t-1} + g_t^2
-            x = jnp.where(s_new > 0, g_c / (jnp.sqrt(s_new) + eps), 0.0)
-            return x.astype(g.dtype), s_new.astype(s.dtype)
+            s_new = s.astype(real_dtype(cd)) + abs_sq(g_c)  # s_t = s_{t-1} + |g_t|^2
+            x = jnp.where(g_c == 0, 0.0, g_c / (jnp.sqrt(s_new) + eps))  # NaN still shows
+            return x.astype(update_dtype(g.dtype)), s_new.astype(s.dtype)
 
         new_updates, sum_of_squares = map_leaves(leaf, 2, updates, state.sum_of_squares)
         return new_updates, ScaleByAdagradState(sum_of_squares=sum_of_squares)
@@ -92,8 +112,9 @@ def scale_by_adagrad(
 
 def adagrad(
     learning_rate: optax.ScalarOrSchedule = 0.01,
-    eps: float = 1e-10,
     initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaGrad (Duchi, Hazan and Singer, 2011).
@@ -108,14 +129,17 @@ def adagrad(
 
     Args:
       learning_rate: eta >= 0, a number or a schedule.
-      eps: epsilon >= 0, outside the square root.
       initial_accumulator_value: starting value >= 0 of the sum of squares.
+      eps: epsilon >= 0, outside the square root.
       accumulator_dtype: dtype of the accumulator; ``None`` keeps each parameter's dtype.
 
     Returns:
       ``chain(scale_by_adagrad(...), scale_by_learning_rate(learning_rate))``.
 
-    Peers: the defaults equal ``torch.optim.Adagrad(params, lr=0.01)`` (``lr_decay=0``). optax's
+    Dtypes: see :func:`scale_by_adagrad`.
+
+    Peers: the defaults equal ``torch.optim.Adagrad(params, lr=0.01)`` (``lr_decay=0``). The
+    arguments are optax's, in optax's order, with PyTorch's defaults. optax's
     ``adagrad`` puts eps inside the root and starts the sum at 0.1; with
     ``optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=0.0)`` it equals this
     optimizer with ``eps=0`` exactly, and the default ``eps=1e-10`` up to that eps.
@@ -139,5 +163,5 @@ def adagrad(
             initial_accumulator_value=initial_accumulator_value,
             accumulator_dtype=accumulator_dtype,
         ),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )

@@ -13,15 +13,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lectures._checks import check_dtype, check_non_negative, check_unit_interval
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_dtype,
+    check_non_negative,
+    check_unit_interval,
+)
 from jaxopt_lectures._tree import (
+    abs_sq,
     check_tree_match,
     compute_dtype,
     map_leaves,
+    real_dtype,
     safe_increment,
+    update_dtype,
     zeros_like,
 )
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = ["ScaleByAdamState", "adam", "scale_by_adam"]
 
@@ -34,41 +42,82 @@ class ScaleByAdamState(NamedTuple):
     nu: optax.Updates
 
 
+def _moment_dtypes(mu_dtype: Any, accumulator_dtype: Any) -> tuple[Any, Any]:
+    """The dtypes of Adam's two moments from optax's ``mu_dtype`` and our ``accumulator_dtype``."""
+    check_dtype("mu_dtype", mu_dtype)
+    check_dtype("accumulator_dtype", accumulator_dtype)
+    if mu_dtype is not None and accumulator_dtype is not None:
+        raise ValueError(
+            "pass mu_dtype (the first moment's dtype, optax's argument) or accumulator_dtype "
+            "(both moments' dtype), not both"
+        )
+    if accumulator_dtype is not None:
+        return accumulator_dtype, accumulator_dtype
+    return mu_dtype, None
+
+
 def scale_by_adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""The bias-corrected Adam direction.
 
     .. math::
-        m_t &= b_1 m_{t-1} + (1 - b_1)\, g_t, \qquad v_t = b_2 v_{t-1} + (1 - b_2)\, g_t^2 \\
-        x_t &= \frac{m_t / (1 - b_1^t)}{\sqrt{v_t / (1 - b_2^t)} + \epsilon}
+        m_t &= b_1 m_{t-1} + (1 - b_1)\, g_t, \qquad v_t = b_2 v_{t-1} + (1 - b_2)\, |g_t|^2 \\
+        x_t &= \frac{\hat m_t}{\sqrt{v_t / (1 - b_2^t) + \epsilon_{root}} + \epsilon}, \qquad
+        \hat m_t = \frac{m_t}{1 - b_1^t}
 
-    with :math:`m_0 = v_0 = 0` and t counted from 1. The two corrections are scalars computed once
-    per step, not per leaf. A coordinate whose first moment is exactly 0 gets a zero step, so
-    ``eps=0`` never produces 0/0 (optax and PyTorch give NaN there).
+    with :math:`m_0 = v_0 = 0` and t counted from 1. With ``nesterov=True`` (NAdam, Dozat 2016)
+    :math:`\hat m_t = b_1 m_t / (1 - b_1^{t+1}) + (1 - b_1)\, g_t / (1 - b_1^t)`. The bias
+    corrections are scalars computed once per step, not per leaf. A coordinate whose
+    :math:`\hat m_t` is exactly 0 gets a zero step, so ``eps=0`` never produces 0/0 (optax and
+    PyTorch give NaN there); a NaN or infinite gradient still gives a non-finite update.
 
     Args:
       b1: in [0, 1), weight of the past in the first moment (lecture beta1 = 1 - b1).
       b2: in [0, 1), weight of the past in the second moment (lecture beta2 = 1 - b2).
       eps: epsilon >= 0, outside the square root.
-      accumulator_dtype: dtype of both moments; ``None`` keeps each parameter's dtype.
+      eps_root: >= 0, inside the square root (optax's; for differentiating through the step).
+      mu_dtype: dtype of the first moment; ``None`` keeps each parameter's dtype (optax's).
+      nesterov: the NAdam variant, as optax's ``nesterov``.
+      accumulator_dtype: dtype of *both* moments (an addition to optax's arguments: a bf16 second
+        moment with ``b2=0.999`` stops decaying); not together with ``mu_dtype``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByAdamState``.
+
+    Same arguments, defaults, state and numbers as ``optax.scale_by_adam(b1, b2, eps, eps_root,
+    mu_dtype, nesterov=nesterov)``.
+
+    Dtypes: float, bf16/f16 (computed in float32, stored in the state's dtype), complex (the first
+    moment is complex, the second real: :math:`|g|^2 = g \bar g`; optax stores a complex second
+    moment with zero imaginary part); integer parameters get float moments and float updates.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.scale_by_adam()
+      >>> updates, state = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+      >>> [round(float(u), 4) for u in updates]  # the first step is g / |g|, up to rounding
+      [1.0, -1.0]
     """
     check_unit_interval("b1", b1)
     check_unit_interval("b2", b2)
     check_non_negative("eps", eps)
-    check_dtype("accumulator_dtype", accumulator_dtype)
+    check_non_negative("eps_root", eps_root)
+    check_bool("nesterov", nesterov)
+    mu_dt, nu_dt = _moment_dtypes(mu_dtype, accumulator_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByAdamState:
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params, accumulator_dtype),
-            nu=zeros_like(params, accumulator_dtype),
+            mu=zeros_like(params, mu_dt),
+            nu=zeros_like(params, nu_dt, real=True),
         )
 
     def update_fn(
@@ -83,6 +132,7 @@ def scale_by_adam(
         t = count.astype(jnp.result_type(float))  # float32, or float64 when x64 is enabled
         correction1 = 1 - b1**t  # 1 - (1 - beta1)^t in the lecture
         correction2 = 1 - b2**t
+        correction1_next = 1 - b1 ** (t + 1) if nesterov else correction1
 
         def leaf(
             g: jax.Array, m: jax.Array, v: jax.Array
@@ -90,12 +140,19 @@ def scale_by_adam(
             cd = compute_dtype(g.dtype, m.dtype, v.dtype)
             g_c = g.astype(cd)
             m_new = b1 * m.astype(cd) + (1 - b1) * g_c  # EMA of the gradient
-            v_new = b2 * v.astype(cd) + (1 - b2) * (g_c * g_c)  # EMA of its square
-            m_hat = m_new / correction1.astype(cd)
-            v_hat = v_new / correction2.astype(cd)
+            v_new = b2 * v.astype(real_dtype(cd)) + (1 - b2) * abs_sq(
+                g_c
+            )  # EMA of its squared magnitude
+            if nesterov:
+                m_hat = b1 * m_new / correction1_next.astype(cd) + (
+                    1 - b1
+                ) * g_c / correction1.astype(cd)
+            else:
+                m_hat = m_new / correction1.astype(cd)
+            v_hat = v_new / correction2.astype(v_new.dtype)
             # 0/0 (a coordinate that only ever saw zero gradients, with eps=0) is a zero step.
-            x = jnp.where(m_hat == 0, 0.0, m_hat / (jnp.sqrt(v_hat) + eps))
-            return x.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            x = jnp.where(m_hat == 0, 0.0, m_hat / (jnp.sqrt(v_hat + eps_root) + eps))
+            return x.astype(update_dtype(g.dtype)), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         new_updates, mu, nu = map_leaves(leaf, 3, updates, state.mu, state.nu)
         return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
@@ -108,6 +165,10 @@ def adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam (Kingma and Ba, 2015).
@@ -133,12 +194,19 @@ def adam(
       b1: in [0, 1), weight of the past in the first moment.
       b2: in [0, 1), weight of the past in the second moment.
       eps: epsilon >= 0, outside the square root.
-      accumulator_dtype: dtype of both moments; ``None`` keeps each parameter's dtype.
+      eps_root: >= 0, inside the square root (optax's).
+      mu_dtype: dtype of the first moment (optax's); ``None`` keeps each parameter's dtype.
+      nesterov: NAdam (optax's ``nesterov``).
+      accumulator_dtype: dtype of both moments (not with ``mu_dtype``); for bf16 models.
 
     Returns:
-      ``chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))``.
+      ``chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+      scale_by_learning_rate(learning_rate))``.
 
-    Peers: the defaults equal ``torch.optim.Adam(params)`` and ``optax.adam(1e-3)``.
+    Peers: the defaults equal ``torch.optim.Adam(params)`` and ``optax.adam(1e-3)``; every
+    argument is optax's, with optax's default, except that ``learning_rate`` has PyTorch's.
+
+    Dtypes: see :func:`scale_by_adam` (float, bf16/f16, complex, integer).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
@@ -154,6 +222,14 @@ def adam(
       True
     """
     return optax.chain(
-        scale_by_adam(b1=b1, b2=b2, eps=eps, accumulator_dtype=accumulator_dtype),
-        scale_by_learning_rate(learning_rate),
+        scale_by_adam(
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            eps_root=eps_root,
+            mu_dtype=mu_dtype,
+            nesterov=nesterov,
+            accumulator_dtype=accumulator_dtype,
+        ),
+        descent(learning_rate),
     )

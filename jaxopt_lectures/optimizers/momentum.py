@@ -16,12 +16,22 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from jaxopt_lectures._checks import check_bool, check_dtype, check_unit_interval
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, map_leaves, zeros_like
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_dtype,
+    check_non_negative,
+    check_unit_interval,
+)
+from jaxopt_lectures._tree import (
+    check_tree_match,
+    compute_dtype,
+    map_leaves,
+    update_dtype,
+    zeros_like,
+)
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = ["TraceState", "momentum", "nag", "trace"]
 
@@ -33,7 +43,7 @@ class TraceState(NamedTuple):
 
 
 def trace(
-    momentum: float = 0.9,
+    decay: float,
     nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -45,17 +55,31 @@ def trace(
     velocity with the descent sign applied.
 
     Args:
-      momentum: gamma in [0, 1), the lecture's "coefficient of friction" (weight of the past).
+      decay: gamma >= 0, the lecture's "coefficient of friction" (weight of the past). 1 is
+        allowed (no friction: the plain running sum), as in optax.
       nesterov: emit the Nesterov combination instead of the velocity.
-      accumulator_dtype: dtype of the velocity; ``None`` keeps each parameter's dtype.
+      accumulator_dtype: dtype of the velocity; ``None`` keeps each parameter's dtype (a float
+        one for integer parameters).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a ``TraceState``.
 
-    Same recursion as ``optax.trace(decay=momentum, nesterov=nesterov)`` and PyTorch's momentum
-    buffer with ``dampening=0``.
+    Same arguments, defaults, state and numbers as ``optax.trace(decay, nesterov,
+    accumulator_dtype)``; the recursion is PyTorch's momentum buffer with ``dampening=0``.
+
+    Dtypes: float, bf16/f16 (computed in float32, stored in the accumulator's dtype), complex
+    (the velocity is complex); integer updates give a float velocity and float updates.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.trace(decay=0.5)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.ones(1), state)
+      >>> updates  # 1 + 0.5 * 1
+      Array([1.5], dtype=float32)
     """
-    check_unit_interval("momentum", momentum)
+    check_non_negative("decay", decay)
     check_bool("nesterov", nesterov)
     check_dtype("accumulator_dtype", accumulator_dtype)
 
@@ -74,15 +98,9 @@ def trace(
         def leaf(x: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
             cd = compute_dtype(x.dtype, v.dtype)
             x_c = x.astype(cd)
-            v_new = momentum * v.astype(cd) + x_c  # v_t = gamma v_{t-1} + x_t
-            # copysign(v, v) is v, bit for bit. Emitted as v itself, the update turns
-            # optax.apply_updates into a lone "params + velocity", which XLA:CPU compiles with
-            # another code generator than its fused loops: that loop took 1.7 to 2.7 ms on a
-            # 10M-float leaf depending on the worker thread that ran it, where a fused
-            # multiply-add takes 1.7 ms (benchmarks/bench_optimizers.py). The copysign makes it
-            # a fused loop like the others; it costs no memory traffic.
-            out = x_c + momentum * v_new if nesterov else jnp.copysign(v_new, v_new)
-            return out.astype(x.dtype), v_new.astype(v.dtype)
+            v_new = decay * v.astype(cd) + x_c  # v_t = gamma v_{t-1} + x_t
+            out = x_c + decay * v_new if nesterov else v_new
+            return out.astype(update_dtype(x.dtype)), v_new.astype(v.dtype)
 
         new_updates, new_trace = map_leaves(leaf, 2, updates, state.trace)
         return new_updates, TraceState(trace=new_trace)
@@ -103,7 +121,7 @@ def momentum(
         \vartheta^{(t)} = \vartheta^{(t-1)} - u^{(t)}
 
     Lecture symbols: eta = ``learning_rate``, gamma = ``momentum``. Built as
-    ``chain(scale_by_learning_rate(learning_rate), trace(momentum))``, so the state holds
+    ``chain(scale_by_learning_rate(learning_rate), trace(decay=momentum))``, so the state holds
     :math:`-u`.
 
     Args:
@@ -113,6 +131,9 @@ def momentum(
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    Dtypes: float, bf16/f16 (computed in float32), complex; integer parameters get a float
+    velocity and float updates.
 
     Peers: at a constant rate this equals ``torch.optim.SGD(params, lr, momentum)`` and
     ``optax.sgd(learning_rate, momentum)``. Under a schedule it does not: they compute
@@ -133,9 +154,10 @@ def momentum(
       >>> float(loss(w)) < 1e-6
       True
     """
+    check_unit_interval("momentum", momentum)
     return optax.chain(
-        scale_by_learning_rate(learning_rate),
-        trace(momentum=momentum, nesterov=False, accumulator_dtype=accumulator_dtype),
+        descent(learning_rate),
+        trace(decay=momentum, nesterov=False, accumulator_dtype=accumulator_dtype),
     )
 
 
@@ -173,6 +195,8 @@ def nag(
     Returns:
       ``chain(scale_by_learning_rate(learning_rate), trace(momentum, nesterov=True))``.
 
+    Dtypes: as :func:`momentum`.
+
     Peers: at a constant rate equal to ``torch.optim.SGD(params, lr, momentum, nesterov=True)`` and
     ``optax.sgd(learning_rate, momentum, nesterov=True)``; under a schedule they differ as explained
     in :func:`momentum`.
@@ -189,7 +213,8 @@ def nag(
       >>> float(loss(w)) < 1e-6
       True
     """
+    check_unit_interval("momentum", momentum)
     return optax.chain(
-        scale_by_learning_rate(learning_rate),
-        trace(momentum=momentum, nesterov=True, accumulator_dtype=accumulator_dtype),
+        descent(learning_rate),
+        trace(decay=momentum, nesterov=True, accumulator_dtype=accumulator_dtype),
     )

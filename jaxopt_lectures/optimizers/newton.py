@@ -29,8 +29,15 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from jaxopt_lectures._checks import check_bool, check_non_negative, check_unit_interval
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, safe_increment
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures._tree import (
+    check_tree_match,
+    compute_dtype,
+    replicate_explicit,
+    reshard_like,
+    safe_increment,
+    update_dtype,
+)
+from jaxopt_lectures.optimizers.sgd import descent
 
 __all__ = [
     "ScaleByNewtonCGState",
@@ -159,11 +166,21 @@ def _raveled_problem(
         raise ValueError(f"{transform}: value_fn must be callable, got {value_fn!r}")
     check_tree_match(updates, params, transform)
     leaves = jax.tree.leaves(updates) + jax.tree.leaves(params)
+    if any(jnp.iscomplexobj(leaf) for leaf in leaves):
+        raise TypeError(
+            f"{transform} does not support complex parameters or gradients: the curvature of a "
+            "real loss of complex parameters is not a complex Hessian matrix. Optimize the real "
+            "and imaginary parts as separate real parameters ({'re': z.real, 'im': z.imag}), or "
+            "use a first-order method (adam, rmsprop, adagrad, momentum, sgd), which accept "
+            "complex parameters."
+        )
     cd = compute_dtype(*(jnp.result_type(leaf) for leaf in leaves))
     # value_fn sees the parameters upcast to the compute dtype: a bf16 model's Hessian is then
     # taken in float32 (unless the loss itself casts back down).
-    x, unravel = ravel_pytree(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
-    g, _ = ravel_pytree(jax.tree.map(lambda u: jnp.asarray(u, cd), updates))
+    x, unravel = ravel_pytree(
+        replicate_explicit(jax.tree.map(lambda p: jnp.asarray(p, cd), params))
+    )
+    g, _ = ravel_pytree(replicate_explicit(jax.tree.map(lambda u: jnp.asarray(u, cd), updates)))
     kwargs = _value_fn_kwargs(value_fn, extra_args)
 
     def f(z: jax.Array) -> jax.Array:
@@ -176,7 +193,11 @@ def _raveled_problem(
         return value.astype(cd)
 
     def to_updates(direction: jax.Array) -> optax.Updates:
-        return jax.tree.map(lambda d, u: d.astype(jnp.result_type(u)), unravel(direction), updates)
+        def leaf(d: jax.Array, u: Any) -> jax.Array:
+            d = d.astype(update_dtype(jnp.result_type(u)))
+            return reshard_like(d, u)
+
+        return jax.tree.map(leaf, unravel(direction), updates)
 
     return _Raveled(f=f, x=x, g=g, to_updates=to_updates)
 
@@ -184,8 +205,12 @@ def _raveled_problem(
 def _fall_back_if_not_finite(
     direction: jax.Array, g: jax.Array, num_fallbacks: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Return g instead of a non-finite direction, and count it."""
-    finite = jnp.all(jnp.isfinite(direction))
+    """Return g instead of a non-finite direction, and count it.
+
+    A non-finite gradient counts too, and is returned as it is: the update is then NaN or
+    infinite, visibly (``optax.apply_if_finite`` skips it), never a silent zero step.
+    """
+    finite = jnp.all(jnp.isfinite(direction)) & jnp.all(jnp.isfinite(g))
     direction = jnp.where(finite, direction, g)
     num_fallbacks = jnp.where(finite, num_fallbacks, safe_increment(num_fallbacks))
     return direction, num_fallbacks
@@ -282,7 +307,9 @@ def scale_by_newton(
       float Hessian) instead of an infinite one.
       ``state.num_negative_curvature`` counts these steps;
     - a direction that is still not finite (the Hessian had NaN or infinite entries) is replaced
-      by g itself, and ``state.num_fallbacks`` counts that.
+      by g itself, and ``state.num_fallbacks`` counts that; a non-finite gradient counts too and
+      is passed through, so the update is visibly non-finite (``optax.apply_if_finite`` skips
+      it), never a silent zero step.
 
     Args:
       damping: lambda >= 0, Levenberg-Marquardt damping added to the Hessian's diagonal (to its
@@ -307,8 +334,9 @@ def scale_by_newton(
     raveled vector and the whole d x d Hessian are gathered (replicated), not sharded: the dense
     step does not scale out, which is what ``max_params`` guards against.
 
-    Dtypes: the Hessian and the solve run in at least float32 (``value_fn`` receives the
-    parameters upcast, bf16 to float32); the updates come back in the gradient's dtype.
+    Dtypes: float and bf16/f16 (the Hessian and the solve run in at least float32: ``value_fn``
+    receives the parameters upcast, bf16 to float32); the updates come back in the gradient's
+    dtype. Complex parameters raise ``TypeError``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
@@ -409,8 +437,9 @@ def newton(
     ``scipy.optimize.minimize(method="Newton-CG", jac=..., hess=...)`` (truncated CG plus a line
     search) reaches the same minimizer; the tests check both on logistic regression.
 
-    bf16: the Hessian and the solve run in float32 (``value_fn`` sees float32 parameters); the
-    updates come back in the gradient's dtype.
+    Dtypes: float32/float64; bf16/f16 with the Hessian and the solve in float32 (``value_fn``
+    sees float32 parameters), the updates in the gradient's dtype; integer parameters get float
+    updates; complex parameters raise ``TypeError``.
 
     References:
       Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006: section 3.4 (Hessian
@@ -432,7 +461,7 @@ def newton(
     """
     return optax.chain(
         scale_by_newton(damping=damping, saddle_free=saddle_free, max_params=max_params),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )
 
 
@@ -546,7 +575,9 @@ def scale_by_newton_cg(
       step away from saddle points: it never follows negative curvature towards them;
     - or after ``max_iters`` Hessian-vector products (``state.cg_iterations`` is the count).
 
-    A non-finite result is replaced by g and counted in ``state.num_fallbacks``.
+    A non-finite result is replaced by g and counted in ``state.num_fallbacks``; so is a
+    non-finite gradient, which then gives a visibly non-finite update (``optax.apply_if_finite``
+    skips it) instead of CG's silent zero step.
 
     Args:
       damping: lambda >= 0, added as ``damping * v`` to each Hessian-vector product
@@ -568,8 +599,9 @@ def scale_by_newton_cg(
     O(d) vector operations per iteration: O(k d) time, O(d) memory beyond what the linearized
     gradient keeps (the activations of one forward pass).
 
-    Dtypes: everything runs in at least float32 (``value_fn`` receives the parameters upcast);
-    the updates come back in the gradient's dtype.
+    Dtypes: float and bf16/f16 (everything runs in at least float32: ``value_fn`` receives the
+    parameters upcast); the updates come back in the gradient's dtype. Complex parameters raise
+    ``TypeError``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
@@ -671,8 +703,7 @@ def newton_cg(
     follows it with a Wolfe line search; here the step length is ``learning_rate``, or chain an
     optax line search. optax has no Newton transform.
 
-    bf16: computed in float32 (``value_fn`` sees float32 parameters); the updates come back in the
-    gradient's dtype.
+    Dtypes: as :func:`newton` (complex parameters raise ``TypeError``).
 
     References:
       Steihaug, `The conjugate gradient method and trust regions in large scale optimization
@@ -696,5 +727,5 @@ def newton_cg(
     """
     return optax.chain(
         scale_by_newton_cg(damping=damping, max_iters=max_iters, tol=tol),
-        scale_by_learning_rate(learning_rate),
+        descent(learning_rate),
     )

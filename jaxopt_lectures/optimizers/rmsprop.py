@@ -12,11 +12,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lectures._checks import check_dtype, check_non_negative, check_unit_interval
-from jaxopt_lectures._tree import check_tree_match, compute_dtype, map_leaves, zeros_like
-from jaxopt_lectures.optimizers.sgd import scale_by_learning_rate
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_dtype,
+    check_non_negative,
+    check_unit_interval,
+)
+from jaxopt_lectures._tree import (
+    abs_sq,
+    check_tree_match,
+    compute_dtype,
+    map_leaves,
+    real_dtype,
+    safe_increment,
+    update_dtype,
+    zeros_like,
+)
+from jaxopt_lectures.optimizers.momentum import trace
+from jaxopt_lectures.optimizers.sgd import descent
 
-__all__ = ["ScaleByRmsState", "rmsprop", "scale_by_rms"]
+__all__ = ["ScaleByRmsState", "ScaleByRmsWithCountState", "rmsprop", "scale_by_rms"]
 
 
 class ScaleByRmsState(NamedTuple):
@@ -25,55 +40,109 @@ class ScaleByRmsState(NamedTuple):
     nu: optax.Updates
 
 
+class ScaleByRmsWithCountState(NamedTuple):
+    """Step count (for the bias correction) and the moving average of squared gradients."""
+
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
+    nu: optax.Updates
+
+
 def scale_by_rms(
     decay: float = 0.9,
     eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Divide by the root of an exponential moving average of squared gradients.
 
     .. math::
-        \nu_t = \rho\, \nu_{t-1} + (1 - \rho)\, g_t^2, \quad \nu_0 = 0, \qquad
-        x_t = \frac{g_t}{\sqrt{\nu_t} + \epsilon}
+        \nu_t = \rho\, \nu_{t-1} + (1 - \rho)\, |g_t|^2, \quad \nu_0 = \nu_{init}, \qquad
+        x_t = \frac{g_t}{\sqrt{\hat\nu_t + \epsilon}} \;\text{(default)} \quad\text{or}\quad
+        x_t = \frac{g_t}{\sqrt{\hat\nu_t} + \epsilon} \;\text{(}\texttt{eps\_in\_sqrt=False}\text{)}
 
-    with :math:`\rho` = ``decay``, the weight of the *past*. The lecture writes the weight of the
-    *new* value: its :math:`\gamma = 1 - \rho`, so the default ``decay=0.9`` is the lecture's
-    :math:`\gamma = 0.1`. ``eps`` is outside the root (as in PyTorch and Hinton's slides). A
-    coordinate whose average is exactly 0 has only seen zero gradients and gets a zero update.
+    with :math:`\rho` = ``decay``, the weight of the *past*, and :math:`\hat\nu_t = \nu_t` or,
+    with ``bias_correction``, :math:`\nu_t / (1 - \rho^t)`. The lecture writes the weight of the
+    *new* value: its :math:`\gamma = 1 - \rho`, so ``decay=0.9`` is the lecture's
+    :math:`\gamma = 0.1`. The lecture's (Hinton's, PyTorch's) RMSprop puts eps outside the root:
+    ``eps_in_sqrt=False``, which :func:`rmsprop` passes. A zero gradient gets a zero update even
+    where the formula reads 0/0 (eps=0); a NaN or infinite gradient gives a non-finite update.
 
     Args:
       decay: rho in [0, 1).
-      eps: epsilon >= 0 added to the root.
-      accumulator_dtype: dtype of the average; ``None`` keeps each parameter's dtype.
+      eps: epsilon >= 0.
+      initial_scale: nu_0 >= 0, the starting value of the average.
+      eps_in_sqrt: add eps inside the root (optax's default) or outside it (the lecture's).
+      bias_correction: divide the average by :math:`1 - \rho^t`; the state then also counts
+        steps (``ScaleByRmsWithCountState``, as optax).
+      accumulator_dtype: dtype of the average (an addition to optax's arguments); ``None`` keeps
+        each parameter's (real) dtype.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByRmsState``.
+      An ``optax.GradientTransformationExtraArgs`` with a ``ScaleByRmsState`` (or a
+      ``ScaleByRmsWithCountState`` with ``bias_correction``).
+
+    Same arguments, defaults, states and numbers as ``optax.scale_by_rms(decay, eps,
+    initial_scale, eps_in_sqrt, bias_correction)``.
+
+    Dtypes: float, bf16/f16 (computed in float32), complex (the average of :math:`|g|^2` is real;
+    optax keeps it complex with a zero imaginary part); integer gradients give float updates.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxopt_lectures as jl
+      >>> tx = jl.scale_by_rms(decay=0.75, eps=0.0)
+      >>> updates, state = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+      >>> updates  # 2 / sqrt(0.25 * 4)
+      Array([2.], dtype=float32)
     """
     check_unit_interval("decay", decay)
     check_non_negative("eps", eps)
+    check_non_negative("initial_scale", initial_scale)
+    check_bool("eps_in_sqrt", eps_in_sqrt)
+    check_bool("bias_correction", bias_correction)
     check_dtype("accumulator_dtype", accumulator_dtype)
 
-    def init_fn(params: optax.Params) -> ScaleByRmsState:
-        return ScaleByRmsState(nu=zeros_like(params, accumulator_dtype))
+    def init_fn(params: optax.Params) -> ScaleByRmsState | ScaleByRmsWithCountState:
+        nu = jax.tree.map(
+            lambda z: z + jnp.asarray(initial_scale, z.dtype),
+            zeros_like(params, accumulator_dtype, real=True),
+        )
+        if bias_correction:
+            return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
+        return ScaleByRmsState(nu=nu)
 
     def update_fn(
         updates: optax.Updates,
-        state: ScaleByRmsState,
+        state: ScaleByRmsState | ScaleByRmsWithCountState,
         params: optax.Params | None = None,
         **extra_args: object,
-    ) -> tuple[optax.Updates, ScaleByRmsState]:
+    ) -> tuple[optax.Updates, ScaleByRmsState | ScaleByRmsWithCountState]:
         del params, extra_args
         check_tree_match(updates, state.nu, "scale_by_rms")
+        if isinstance(state, ScaleByRmsWithCountState):
+            count = safe_increment(state.count)
+            correction = 1 - decay ** count.astype(jnp.result_type(float))
+        else:
+            count, correction = None, None
 
         def leaf(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
             cd = compute_dtype(g.dtype, v.dtype)
             g_c = g.astype(cd)
-            v_new = decay * v.astype(cd) + (1 - decay) * (g_c * g_c)  # EMA(g^2)_t
-            x = jnp.where(v_new > 0, g_c / (jnp.sqrt(v_new) + eps), 0.0)
-            return x.astype(g.dtype), v_new.astype(v.dtype)
+            v_new = decay * v.astype(real_dtype(cd)) + (1 - decay) * abs_sq(g_c)  # EMA(|g|^2)_t
+            v_hat = v_new if correction is None else v_new / correction.astype(v_new.dtype)
+            if eps_in_sqrt:  # noqa: SIM108  (optax's default: g / sqrt(nu + eps))
+                x = g_c * jax.lax.rsqrt(v_hat + eps)
+            else:  # the lecture's, Hinton's and PyTorch's: g / (sqrt(nu) + eps)
+                x = g_c / (jnp.sqrt(v_hat) + eps)
+            x = jnp.where(g_c == 0, 0.0, x)  # no 0/0 for a zero gradient; NaN still shows
+            return x.astype(update_dtype(g.dtype)), v_new.astype(v.dtype)
 
         new_updates, nu = map_leaves(leaf, 2, updates, state.nu)
-        return new_updates, ScaleByRmsState(nu=nu)
+        if count is None:
+            return new_updates, ScaleByRmsState(nu=nu)
+        return new_updates, ScaleByRmsWithCountState(count=count, nu=nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -82,6 +151,13 @@ def rmsprop(
     learning_rate: optax.ScalarOrSchedule = 0.01,
     decay: float = 0.9,
     eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = False,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+    *,
     accumulator_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""RMSprop (Hinton, Srivastava and Swersky, 2012, lecture 6e of "Neural Networks for ML").
@@ -97,17 +173,50 @@ def rmsprop(
     Args:
       learning_rate: eta >= 0, a number or a schedule.
       decay: rho in [0, 1), the weight of the past (lecture gamma = 1 - decay).
-      eps: epsilon >= 0, outside the square root.
-      accumulator_dtype: dtype of the average; ``None`` keeps each parameter's dtype.
+      eps: epsilon >= 0.
+      initial_scale: starting value >= 0 of the average (optax's).
+      eps_in_sqrt: ``False`` (default here, the lecture's and PyTorch's): eps outside the root;
+        ``True`` is optax's default.
+      centered: optax's centered variant (dividing by the standard deviation instead of the
+        root mean square) is not provided: ``True`` raises ``ValueError``; the argument keeps
+        optax's positions.
+      momentum: ``None``, or a heavy-ball decay applied after the rate, as optax's ``momentum``
+        (and PyTorch's): the step is then the velocity of the scaled updates.
+      nesterov: with ``momentum``, the Nesterov variant.
+      bias_correction: divide the average by :math:`1 - \rho^t` (optax's).
+      accumulator_dtype: dtype of the average; ``None`` keeps each parameter's (real) dtype.
 
     Returns:
-      ``chain(scale_by_rms(decay, eps), scale_by_learning_rate(learning_rate))``.
+      ``chain(scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
+      scale_by_learning_rate(learning_rate))``, followed by ``trace(momentum, nesterov)`` when
+      ``momentum`` is given.
 
-    Peers: equals ``torch.optim.RMSprop(params, lr, alpha=decay, eps=eps)`` (PyTorch's default
-    alpha is 0.99) and ``optax.rmsprop(learning_rate, decay, eps, eps_in_sqrt=False)`` (optax's
-    default puts eps inside the root).
+    Peers: equals ``torch.optim.RMSprop(params, lr, alpha=decay, eps=eps, momentum=...)``
+    (PyTorch's default alpha is 0.99) and ``optax.rmsprop(learning_rate, decay, eps,
+    initial_scale, eps_in_sqrt=False, momentum=..., nesterov=..., bias_correction=...)``.
+
+    Dtypes: see :func:`scale_by_rms`.
     """
-    return optax.chain(
-        scale_by_rms(decay=decay, eps=eps, accumulator_dtype=accumulator_dtype),
-        scale_by_learning_rate(learning_rate),
-    )
+    check_bool("nesterov", nesterov)
+    check_bool("centered", centered)
+    if centered:
+        raise ValueError(
+            "rmsprop: centered=True is not provided by this library; use "
+            "optax.rmsprop(..., centered=True), which composes with everything here"
+        )
+    if momentum is None and nesterov:
+        raise ValueError("rmsprop: nesterov=True needs momentum to be set")
+    parts = [
+        scale_by_rms(
+            decay=decay,
+            eps=eps,
+            initial_scale=initial_scale,
+            eps_in_sqrt=eps_in_sqrt,
+            bias_correction=bias_correction,
+            accumulator_dtype=accumulator_dtype,
+        ),
+        descent(learning_rate),
+    ]
+    if momentum is not None:
+        parts.append(trace(decay=momentum, nesterov=nesterov))
+    return optax.chain(*parts)

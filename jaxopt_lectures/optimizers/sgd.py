@@ -6,7 +6,7 @@ singleton"), with a decaying learning rate eta.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from jaxopt_lectures._checks import (
     check_non_negative,
     check_positive,
 )
-from jaxopt_lectures._tree import compute_dtype, safe_increment
+from jaxopt_lectures._tree import compute_dtype, safe_increment, update_dtype
 
 __all__ = [
     "ScaleByLearningRateState",
@@ -29,13 +29,19 @@ __all__ = [
 
 
 class ScaleByLearningRateState(NamedTuple):
-    """Step counter t (int32, saturating) at which the next update evaluates the schedule."""
+    """Step counter t (int32, saturating) at which the next update evaluates the schedule.
+
+    Only a schedule has this state; a constant rate has ``optax.EmptyState()``, as in optax
+    (``optax.ScaleByScheduleState`` is the same record there).
+    """
 
     count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
 
 
 def scale_by_learning_rate(
-    learning_rate: optax.ScalarOrSchedule,
+    learning_rate: optax.ScalarOrSchedule | None = None,
+    *,
+    flip_sign: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Multiply the updates by ``-learning_rate``: the one place the descent sign is applied.
 
@@ -44,19 +50,25 @@ def scale_by_learning_rate(
     .. math::
         u_t = -\eta_t\, g_t
 
-    Every alias of the library ends with (or, for momentum and NAG, starts with) this transform,
-    so the sign flip happens exactly once in any chain. A schedule is evaluated at the number of
-    updates done before this one, so the first update uses ``schedule(0)`` (optax's convention).
+    Every alias of the library ends with this transform, so the sign flip happens exactly once
+    in any chain. A schedule is evaluated at the number of updates done before this one, so the
+    first update uses ``schedule(0)`` (optax's convention).
 
     Args:
       learning_rate: eta >= 0, a number or a schedule ``step -> eta`` (ours, optax's, or any
-        callable of an int32 step count).
+        callable of an int32 step count). ``None`` scales nothing (the identity), as in optax.
+      flip_sign: multiply by ``-learning_rate`` (descent, the default) or by ``+learning_rate``.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; its state is a ``ScaleByLearningRateState``
-      whatever ``learning_rate`` is.
+      An ``optax.GradientTransformationExtraArgs``. Its state is a ``ScaleByLearningRateState``
+      (the step count) under a schedule and ``optax.EmptyState()`` otherwise, so
+      ``optax.tree_utils.tree_get(state, "count")`` finds one count in ``jl.adam(1e-3)``.
 
-    Equivalent to ``optax.scale_by_learning_rate(learning_rate)``.
+    Equivalent to ``optax.scale_by_learning_rate(learning_rate, flip_sign=flip_sign)``, same
+    argument names, defaults and state types.
+
+    Dtypes: the update has the gradient's dtype (float, bf16/f16 computed in float32, complex);
+    an integer gradient gives a float update, as in optax.
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_lectures as jl
@@ -65,7 +77,38 @@ def scale_by_learning_rate(
       >>> updates
       Array([-0.1,  0.2], dtype=float32)
     """
+    check_bool("flip_sign", flip_sign)
+    if learning_rate is None:
+        return optax.with_extra_args_support(optax.identity())
     check_learning_rate(learning_rate)
+    sign = -1.0 if flip_sign else 1.0
+
+    def scaled(updates: optax.Updates, eta: Any) -> optax.Updates:
+        def step(g: Any) -> jax.Array:
+            g = jnp.asarray(g)
+            cd = compute_dtype(g.dtype)
+            return (sign * eta * g.astype(cd)).astype(update_dtype(g.dtype))
+
+        return jax.tree.map(step, updates)
+
+    if not callable(learning_rate):
+
+        def init_constant(params: optax.Params) -> optax.EmptyState:
+            del params
+            return optax.EmptyState()
+
+        def update_constant(
+            updates: optax.Updates,
+            state: optax.EmptyState,
+            params: optax.Params | None = None,
+            **extra_args: object,
+        ) -> tuple[optax.Updates, optax.EmptyState]:
+            del params, extra_args
+            return scaled(updates, learning_rate), state
+
+        return optax.GradientTransformationExtraArgs(init_constant, update_constant)
+
+    schedule = learning_rate
 
     def init_fn(params: optax.Params) -> ScaleByLearningRateState:
         del params
@@ -78,19 +121,28 @@ def scale_by_learning_rate(
         **extra_args: object,
     ) -> tuple[optax.Updates, ScaleByLearningRateState]:
         del params, extra_args
-        eta = learning_rate(state.count) if callable(learning_rate) else learning_rate
-
-        def step(g: jax.Array) -> jax.Array:
-            cd = compute_dtype(g.dtype)
-            return (-eta * g.astype(cd)).astype(g.dtype)
-
-        updates = jax.tree.map(step, updates)
+        updates = scaled(updates, schedule(state.count))
         return updates, ScaleByLearningRateState(count=safe_increment(state.count))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationExtraArgs:
+def descent(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationExtraArgs:
+    """``scale_by_learning_rate(learning_rate)`` for the aliases, which require a rate.
+
+    ``scale_by_learning_rate(None)`` is the identity (optax's convention for the building block);
+    an alias given ``None`` would then climb the loss, so the aliases refuse it.
+    """
+    check_learning_rate(learning_rate)
+    return scale_by_learning_rate(learning_rate)
+
+
+def sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
     r"""Stochastic (mini-batch) gradient descent, the lecture's first update rule.
 
     Lecture: :math:`\vartheta^{(t)} = \vartheta^{(t-1)} - \eta\,
@@ -99,12 +151,22 @@ def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationEx
 
     Args:
       learning_rate: eta >= 0, a number or a schedule.
+      momentum: ``None`` (plain SGD, the lecture's rule) or optax's heavy-ball decay: then this is
+        ``optax.sgd(learning_rate, momentum, nesterov)`` exactly, the velocity holding raw
+        gradients and multiplied by today's rate. The lecture's momentum, with the rate inside
+        the velocity, is :func:`momentum` / :func:`nag`.
+      nesterov: with ``momentum``, the Nesterov variant (optax's).
+      accumulator_dtype: with ``momentum``, the dtype of the velocity.
 
     Returns:
-      ``scale_by_learning_rate(learning_rate)``.
+      ``scale_by_learning_rate(learning_rate)``, or with ``momentum``
+      ``chain(trace(momentum, nesterov, accumulator_dtype), scale_by_learning_rate(...))``.
 
     Identical numerics: ``torch.optim.SGD(params, lr)`` (with a matching LR scheduler) and
-    ``optax.sgd(learning_rate)``.
+    ``optax.sgd(learning_rate, momentum, nesterov)``. Without momentum the state is a single
+    transform's (not optax's 2-tuple with an ``EmptyState``).
+
+    Dtypes: float, bf16/f16 (computed in float32), complex; integer gradients give float updates.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
@@ -118,7 +180,17 @@ def sgd(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationEx
       >>> bool(jnp.allclose(w, 3.0, atol=1e-3))
       True
     """
-    return scale_by_learning_rate(learning_rate)
+    check_bool("nesterov", nesterov)
+    if momentum is None:
+        if nesterov or accumulator_dtype is not None:
+            raise ValueError("sgd: nesterov and accumulator_dtype need momentum to be set")
+        return descent(learning_rate)
+    from jaxopt_lectures.optimizers.momentum import trace  # momentum.py imports this module
+
+    return optax.chain(
+        trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
+        descent(learning_rate),
+    )
 
 
 def inverse_time_decay(
