@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -26,10 +26,28 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "lecture-results"
+SEED_MAX = 2**31 - 1  # the runs use seed, seed + 1, ... as uint32 PRNG seeds
 
 
 class UsageError(Exception):
     """A problem that stops the run before it starts; the message says what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text!r}")
+    return value
 
 
 def _names() -> list[str]:
@@ -39,7 +57,7 @@ def _names() -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxopt-lectures",
         description=(
             "Reproduce the lecture 'Learning as Optimization': every claim as an experiment with "
@@ -61,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quick", action="store_true", help="smaller settings: everything in well under a minute"
     )
-    run.add_argument("--seed", type=int, default=0, help="base seed of data split and runs")
+    run.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help=f"base seed of the data split and the runs, in [0, {SEED_MAX}] (default: 0)",
+    )
     run.add_argument("--force", action="store_true", help="rerun experiments that already finished")
     run.add_argument(
         "--data",

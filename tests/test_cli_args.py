@@ -1,0 +1,49 @@
+"""The command line's argument and input-file checks: exit code 2 and one line that says what to
+do, before any experiment runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_experiments import fake_registry
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+pytest.importorskip("tqdm")
+
+from jaxopt_lectures.__main__ import main
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_registry(monkeypatch)
+
+
+def run_cli(*args: str) -> int:
+    return main(["run", *args, "--no-progress"])
+
+
+def one_line(err: str) -> str:
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad arguments and files: exit code 2 and one line
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967295", str(2**40), "1.5"])
+def test_seed_is_range_checked_when_parsed(
+    seed: str, tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("alpha", "--quick", "--seed", seed, "--out", str(tmp_path))
+    assert exit_info.value.code == 2
+    err = one_line(capsys.readouterr().err)
+    assert "--seed" in err
+    assert "2147483647" in err
+    assert not (tmp_path / "results.json").exists()
