@@ -121,19 +121,16 @@ def _check_out_dir(out: Path) -> None:
 def _data_factory(path: str | None, seed: int) -> tuple[Callable[[bool], Any] | None, str]:
     if path is None:
         return None, "digits (scikit-learn's bundled set), split 60/20/20"
-    import numpy as np
-
-    from jaxopt_lectures.experiments.data import make_dataset
+    from jaxopt_lectures.experiments.data import NPZ_FORMAT, load_npz, make_dataset
 
     try:
-        with np.load(path) as archive:
-            X, y = np.asarray(archive["X"]), np.asarray(archive["y"])
+        X, y = load_npz(path)
+    except ValueError as err:
+        raise UsageError(f"--data: {err}") from err
+    try:
         make_dataset(X, y, seed=seed)  # validate now, before any experiment runs
-    except (OSError, KeyError, ValueError) as err:
-        raise UsageError(
-            f"cannot use --data '{path}' ({err}); give an .npz file with arrays X (n, features) "
-            "and y (n,) of class labels"
-        ) from err
+    except ValueError as err:
+        raise UsageError(f"cannot use --data '{path}' ({err}); {NPZ_FORMAT}") from err
 
     def factory(standardize: bool) -> Any:
         return make_dataset(X, y, seed=seed, standardize=standardize)

@@ -11,6 +11,7 @@ the digits) instead of dividing a rare non-zero test pixel by sqrt(eps).
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +19,12 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments._deps import require
 
-__all__ = ["Dataset", "digits", "make_dataset"]
+__all__ = ["Dataset", "digits", "load_npz", "make_dataset"]
+
+NPZ_FORMAT = (
+    "give an .npz file with arrays X (n, features) and y (n,) of class labels, as written by "
+    "np.savez(path, X=X, y=y)"
+)
 
 
 class Dataset(NamedTuple):
@@ -52,6 +58,44 @@ class Dataset(NamedTuple):
             f"{len(self.x_test)} test examples, {self.num_features} features, "
             f"{self.num_classes} classes, {how}"
         )
+
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``X`` and ``y`` of an ``.npz`` file (``np.savez(path, X=X, y=y)``).
+
+    Raises ``ValueError`` with a message that names the expected format when the file is
+    missing, is not an ``.npz`` archive (a ``.npy`` array, a text file), lacks ``X`` or ``y``, or
+    stores Python objects (which are never unpickled).
+
+    Example:
+      >>> import numpy as np, tempfile, os
+      >>> from jaxopt_lectures.experiments.data import load_npz
+      >>> path = os.path.join(tempfile.mkdtemp(), "d.npz")
+      >>> np.savez(path, X=np.zeros((4, 2)), y=np.arange(4) % 2)
+      >>> [a.shape for a in load_npz(path)]
+      [(4, 2), (4,)]
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as err:
+        raise ValueError(f"cannot read '{path}' ({err.strerror or err}); {NPZ_FORMAT}") from err
+    except ValueError as err:  # not a NumPy file: NumPy would try to unpickle it
+        raise ValueError(f"'{path}' is not an .npz archive; {NPZ_FORMAT}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"'{path}' holds one array (.npy), not X and y; {NPZ_FORMAT}")
+    with archive:
+        absent = [k for k in ("X", "y") if k not in archive.files]
+        if absent:
+            raise ValueError(
+                f"'{path}' has the arrays {archive.files} but no {' or '.join(absent)}; "
+                f"{NPZ_FORMAT}"
+            )
+        try:
+            return np.asarray(archive["X"]), np.asarray(archive["y"])
+        except ValueError as err:  # object arrays: never unpickled
+            raise ValueError(
+                f"'{path}' stores Python objects, not numbers (X) and labels (y); {NPZ_FORMAT}"
+            ) from err
 
 
 def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
