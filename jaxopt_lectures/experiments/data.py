@@ -98,10 +98,75 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             ) from err
 
 
-def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
-    digest = hashlib.sha1(np.ascontiguousarray(X, np.float32).tobytes())
-    digest.update(np.ascontiguousarray(y, np.int64).tobytes())
-    return digest.hexdigest()[:12]
+def content_hash(X: np.ndarray, y: np.ndarray) -> str:
+    """A hash of the data's content (values, shapes, dtypes, labels), to tell whether stored
+    results were made on the same data. Renaming or re-saving the file does not change it.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxopt_lectures.experiments.data import content_hash
+      >>> a = content_hash(np.zeros((2, 2)), np.array([0, 1]))
+      >>> a == content_hash(np.zeros((2, 2)), np.array([0, 1])), len(a)
+      (True, 16)
+      >>> a == content_hash(np.ones((2, 2)), np.array([0, 1]))
+      False
+    """
+    digest = hashlib.sha256()
+    for array in (np.asarray(X), np.asarray(y)):
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _features(X: np.ndarray) -> np.ndarray:
+    """``X`` as float32 ``(n, features)``, or ``ValueError`` saying what is wrong with it."""
+    if X.ndim < 2:
+        raise ValueError(f"make_dataset: X must be (n, features), got shape {X.shape}")
+    if len(X) == 0:
+        raise ValueError(f"make_dataset: X has no examples (shape {X.shape})")
+    if X[0].size == 0:
+        raise ValueError(f"make_dataset: X has no features (shape {X.shape})")
+    if np.iscomplexobj(X):
+        raise ValueError(
+            "make_dataset: X is complex; give real numbers (for instance the real and imaginary "
+            "parts as separate features)"
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"make_dataset: X must hold numbers, got dtype {X.dtype}")
+    X = X.reshape(len(X), -1)
+    bad = int(np.sum(~np.isfinite(X)))
+    if bad:
+        raise ValueError(f"make_dataset: X has {bad} non-finite values (nan or inf)")
+    limit = float(np.finfo(np.float32).max)
+    if X.dtype.kind == "f" and np.max(np.abs(X)) > limit:
+        raise ValueError(
+            f"make_dataset: X has values beyond float32's range (|x| <= {limit:.3g}); rescale X"
+        )
+    return X.astype(np.float32)
+
+
+def _labels(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct labels and ``y`` re-coded as ``0 .. num_classes - 1``; ``ValueError`` when
+    ``y`` does not look like class labels."""
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"make_dataset: y must be (n,) with n = {n}, got shape {y.shape}")
+    if y.dtype.kind not in "biufUS":
+        raise ValueError(f"make_dataset: y must hold class labels (ints or strings), got {y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError(
+            "make_dataset: y must hold class labels (integers or strings), got non-integer "
+            f"numbers such as {y[~(y == np.round(y))][:1]}: a continuous target is not a class"
+        )
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("make_dataset: y needs at least two classes")
+    if len(classes) > n // 2:
+        raise ValueError(
+            f"make_dataset: y has {len(classes)} distinct labels for {n} examples; class labels "
+            "repeat (at least 2 examples per class on average), so y does not look like class "
+            "labels"
+        )
+    return classes, codes.reshape(-1)
 
 
 def make_dataset(
@@ -118,7 +183,10 @@ def make_dataset(
 
     Args:
       X: inputs, shape ``(n, features)`` (anything else is flattened to that).
-      y: integer class labels, shape ``(n,)``; they are re-coded to ``0 .. num_classes - 1``.
+      y: class labels, shape ``(n,)``: integers, integral floats or strings; they are re-coded
+        to ``0 .. num_classes - 1`` in sorted order. Non-integer numbers (a continuous target),
+        a label per example, complex or non-finite ``X``, or values beyond float32 raise
+        ``ValueError``.
       seed: the seed of the shuffle.
       fractions: the train, validation and test fractions; they must add up to 1.
       standardize: apply the lecture's input normalization, x_hat = (x - mu) / sigma, with the
@@ -141,20 +209,12 @@ def make_dataset(
     """
     X = np.asarray(X)
     y = np.asarray(y)
-    if X.ndim < 2 or len(X) != len(y) or y.ndim != 1:
-        raise ValueError(
-            f"make_dataset: X must be (n, features) and y (n,) with the same n; got X {X.shape} "
-            f"and y {y.shape}"
-        )
-    X = X.reshape(len(X), -1).astype(np.float32)
-    if not np.all(np.isfinite(X)):
-        raise ValueError("make_dataset: X has non-finite values")
+    source = content_hash(X, y)
+    X = _features(X)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three numbers >= 0 adding up to 1, got {fractions}")
-    classes, codes = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError("make_dataset: y needs at least two classes")
-    name = name or f"user:{_fingerprint(X, y)}"
+    classes, codes = _labels(y, len(X))
+    name = name or f"user:{source[:12]}"
     order = np.random.default_rng(seed).permutation(len(X))
     X, codes = X[order], codes[order].astype(np.int32)
     n_train = round(fractions[0] * len(X))
