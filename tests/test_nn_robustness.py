@@ -4,6 +4,7 @@ that JAX would answer with an internal error get a message that says what to do.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -45,3 +46,30 @@ def test_ordinary_data_keeps_scale_one_and_the_textbook_numbers() -> None:
     np.testing.assert_array_equal(state.scale, 1.0)
     np.testing.assert_allclose(state.m2, ((x - x.mean(0)) ** 2).sum(0), rtol=1e-5)
     np.testing.assert_allclose(state.var, x.astype(np.float64).var(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_axis_name_outside_a_mapped_axis_says_what_to_do(jit: bool) -> None:
+    x = jnp.ones((4, 3))
+    params, bn_state = nn.batch_norm_init(3)
+    calls = {
+        "batch_norm": lambda x: nn.batch_norm(params, bn_state, x, training=True, axis_name="b"),
+        "normalizer_update": lambda x: nn.normalizer_update(
+            nn.normalizer_init(3), x, axis_name="b"
+        ),
+        "normalizer_fit": lambda x: nn.normalizer_fit(x, axis_name="b"),
+    }
+    for name, call in calls.items():
+        caller = "batch_norm" if name == "batch_norm" else "normalizer_update"
+        with pytest.raises(ValueError, match=rf"{caller}: axis_name='b' is not a mapped axis"):
+            (jax.jit(call) if jit else call)(x)
+    # Inside a mapped axis of that name it works.
+    out = jax.vmap(calls["normalizer_fit"], axis_name="b")(jnp.ones((2, 4, 3)))
+    assert out.count.shape == (2,)
+
+
+@pytest.mark.parametrize("key", [None, 0])
+def test_dropout_without_a_key_says_what_to_do(key: object) -> None:
+    with pytest.raises(ValueError, match=r"dropout: training with rate > 0 needs a PRNG key"):
+        nn.dropout(key, jnp.ones(4), 0.5, training=True)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(nn.dropout(key, jnp.ones(4), 0.5, training=False), 1.0)  # type: ignore[arg-type]

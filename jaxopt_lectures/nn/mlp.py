@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxopt_lectures._checks import check_bool, check_dtype, check_unit_interval
+from jaxopt_lectures.nn._axis import AxisName
 from jaxopt_lectures.nn.batch_norm import BatchNormState, batch_norm, batch_norm_init
 from jaxopt_lectures.nn.dropout import dropout
 
@@ -132,7 +133,7 @@ def mlp_apply(
     dropout_rate: float | jax.Array = 0.0,
     bn_decay: float = 0.9,
     bn_eps: float = 1e-5,
-    axis_name: Hashable | None = None,
+    axis_name: AxisName | None = None,
 ) -> tuple[jax.Array, MLPState]:
     """The MLP's logits, and the batch-norm state after this call.
 

@@ -14,7 +14,7 @@ been seen in one piece. The state is plain data: fit it on the training set, the
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -24,6 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxopt_lectures._checks import check_dtype, check_non_negative
 from jaxopt_lectures._tree import compute_dtype
+from jaxopt_lectures.nn._axis import AxisName, psum_count
 
 __all__ = [
     "NormalizerState",
@@ -33,8 +34,6 @@ __all__ = [
     "normalizer_merge",
     "normalizer_update",
 ]
-
-AxisName = Hashable | tuple[Hashable, ...]
 
 
 class NormalizerState(NamedTuple):
@@ -75,7 +74,7 @@ class NormalizerState(NamedTuple):
 
 
 def batch_moments(
-    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None
+    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None, caller: str = "nn"
 ) -> tuple[int, jax.Array, jax.Array]:
     """Count, mean and M2 (sum of squared deviations) of ``x`` over ``axes``, without cancellation.
 
@@ -94,7 +93,7 @@ def batch_moments(
     Gradients: the shift is under ``stop_gradient``. The result does not depend on it, so the
     derivatives are those of the textbook formulas, at a lower cost.
     """
-    count, mean, m2, scale = scaled_moments(x, axes, axis_name)
+    count, mean, m2, scale = scaled_moments(x, axes, axis_name, caller)
     return count, mean, m2 * scale * scale
 
 
@@ -109,18 +108,19 @@ def _scale_for(magnitude: jax.Array) -> jax.Array:
 
 
 def scaled_moments(
-    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None
+    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None, caller: str = "nn"
 ) -> tuple[int, jax.Array, jax.Array, jax.Array]:
     """Count, mean and M2 of ``x`` over ``axes`` as ``(count, mean, m2, scale)``, M2 = m2 scale^2.
 
     As :func:`batch_moments`, and safe from overflow for any finite ``x``: the values are divided
     by a power of two before the first sum, and the deviations before they are squared. For
     ordinary data both powers are 1 and the numbers are those of :func:`batch_moments`, bit for
-    bit. ``scale`` has the shape of ``mean``.
+    bit. ``scale`` has the shape of ``mean``. ``caller`` names the public function in the error
+    raised for an ``axis_name`` that is not mapped.
     """
     count = math.prod(x.shape[a] for a in axes)
     if axis_name is not None:
-        count = lax.psum(count, axis_name)
+        count = psum_count(count, axis_name, caller)
     zeros = jnp.zeros(tuple(s for a, s in enumerate(x.shape) if a not in axes), x.dtype)
     if count == 0:
         return 0, zeros, zeros, jnp.ones_like(zeros)
@@ -230,7 +230,9 @@ def normalizer_update(
         )
     cd = compute_dtype(state.mean.dtype, batch.dtype)
     axes = tuple(range(batch.ndim - feature_ndim))
-    count_b, mean_b, m2_b, scale_b = scaled_moments(batch.astype(cd), axes, axis_name)
+    count_b, mean_b, m2_b, scale_b = scaled_moments(
+        batch.astype(cd), axes, axis_name, "normalizer_update"
+    )
     if count_b == 0:
         return state
     merged = _merge(jax.tree.map(lambda a: a.astype(cd), state), count_b, mean_b, m2_b, scale_b)
