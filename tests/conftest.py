@@ -4,10 +4,12 @@ the numerical tests run through, and a runner for child processes on 8 simulated
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,6 +21,35 @@ import jaxopt_lectures as jl
 
 # PyTorch is an optional peer: without it its comparison module is not collected at all.
 collect_ignore = [] if importlib.util.find_spec("torch") else ["test_torch_equivalence.py"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The comparisons with PyTorch run only when asked for (``-m peers``), whatever else ``-m``
+    selects (``-m "not integration"`` must not pull them in)."""
+    if "peers" in (config.getoption("markexpr") or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("peers")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("peers")]
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``run --quick`` of the main job for the whole test session: its output folder and
+    ``results.json`` (parsed as strict JSON)."""
+    from jaxopt_lectures.__main__ import main
+
+    out = tmp_path_factory.mktemp("lecture-results")
+    code = main(["run", "--quick", "--out", str(out), "--no-progress"])
+    assert code == 0
+    text = (out / "results.json").read_text()
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"results.json is not strict JSON: {name}")
+
+    return out, json.loads(text, parse_constant=no_constants)
+
 
 # A pytree of mixed shapes and nesting: scalar, vector, matrix, 3-D, inside dicts and a tuple.
 SHAPES: dict[str, Any] = {

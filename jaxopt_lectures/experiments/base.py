@@ -11,22 +11,9 @@ from typing import Any
 import numpy as np
 
 from jaxopt_lectures.experiments.data import Dataset
+from jaxopt_lectures.experiments.record import Claim, jsonable
 
 __all__ = ["Claim", "Context", "Experiment", "Result", "jsonable"]
-
-
-@dataclass
-class Claim:
-    """A claim of the lecture and whether this run's numbers support it.
-
-    ``held`` is computed from the measured numbers by a rule stated in ``rule``; ``measured`` says
-    what was seen, in words and numbers. A claim that does not hold is reported as such.
-    """
-
-    claim: str
-    held: bool
-    measured: str
-    rule: str
 
 
 @dataclass
@@ -91,41 +78,6 @@ class Experiment:
     summary: str
     stages: int
     run: Callable[[Context], Result]
-
-
-def jsonable(value: Any) -> Any:
-    """Convert NumPy/JAX numbers and arrays (nested in dicts, lists, tuples) to JSON types.
-
-    Non-finite floats become the strings ``"inf"``, ``"-inf"`` and ``"nan"`` so the file stays
-    strict JSON.
-
-    Example:
-      >>> import numpy as np
-      >>> from jaxopt_lectures.experiments.base import jsonable
-      >>> jsonable({"a": np.float32(0.5), "b": np.array([1, 2]), "c": float("inf")})
-      {'a': 0.5, 'b': [1, 2], 'c': 'inf'}
-    """
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "__array__") and not isinstance(value, str | bytes):
-        array = np.asarray(value)
-        if array.ndim == 0:
-            return jsonable(array.item())
-        return [jsonable(v) for v in array.tolist()]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        value = float(value)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    return value
 
 
 def fmt(value: float, digits: int = 3) -> str:

@@ -1,10 +1,13 @@
 """The main job's command line: ``python -m jaxopt_lectures [list | run ...]``.
 
 Exit codes: 0 when every requested experiment ran (or had already run: it is skipped); 1 when an
-experiment failed (the others still run and the report shows the failure); 2 when the run could
-not start (an unknown experiment name, an output folder that cannot be written, a missing optional
-dependency, an unreadable ``--data`` file); 130 when interrupted (the finished experiments are
-kept). Errors are one line on stderr that says what to do, never a traceback.
+experiment failed (the others still run; the report shows the failure next to the last good
+result) or its result could not be written (a full disk: ``results.json`` keeps its previous
+content and the run stops); 2 when the run could not start (a bad argument such as ``--seed -1``,
+an unknown experiment name, an output folder that cannot be written, a missing optional
+dependency, an unreadable ``--data`` file); 130 when interrupted by Ctrl-C (the finished
+experiments are kept). Errors are one line on stderr that says what to do, never a
+traceback. How results are stored and merged: :mod:`~jaxopt_lectures.experiments.store`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+
+from jaxopt_lectures.experiments.record import Json, Mode, RunKey, RunRecord, jsonable
+
+if TYPE_CHECKING:
+    from jaxopt_lectures.experiments.data import Dataset
+    from jaxopt_lectures.experiments.store import ResultsStore
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -102,7 +111,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    print(f"jaxopt-lectures: error: {message}", file=sys.stderr)
+    print(f"jaxopt-lectures: error: {message}", file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"jaxopt-lectures: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -118,11 +131,28 @@ def _check_out_dir(out: Path) -> None:
         ) from err
 
 
-def _data_factory(path: str | None, seed: int) -> tuple[Callable[[bool], Any] | None, str]:
-    if path is None:
-        return None, "digits (scikit-learn's bundled set), split 60/20/20"
-    from jaxopt_lectures.experiments.data import NPZ_FORMAT, load_npz, make_dataset
+class DataChoice(NamedTuple):
+    """The data of a run: how to build it, a description for the report, a content hash."""
 
+    factory: Callable[[bool], Dataset] | None
+    description: str
+    content_hash: str
+
+
+def _data_choice(path: str | None, seed: int) -> DataChoice:
+    from jaxopt_lectures.experiments.data import (
+        NPZ_FORMAT,
+        content_hash,
+        digits_arrays,
+        load_npz,
+        make_dataset,
+    )
+
+    if path is None:
+        X, y = digits_arrays()
+        return DataChoice(
+            None, "digits (scikit-learn's bundled set), split 60/20/20", content_hash(X, y)
+        )
     try:
         X, y = load_npz(path)
     except ValueError as err:
@@ -132,10 +162,10 @@ def _data_factory(path: str | None, seed: int) -> tuple[Callable[[bool], Any] | 
     except ValueError as err:
         raise UsageError(f"cannot use --data '{path}' ({err}); {NPZ_FORMAT}") from err
 
-    def factory(standardize: bool) -> Any:
+    def factory(standardize: bool) -> Dataset:
         return make_dataset(X, y, seed=seed, standardize=standardize)
 
-    return factory, f"{path} ({len(X)} examples)"
+    return DataChoice(factory, f"{path} ({len(X)} examples)", content_hash(X, y))
 
 
 def _enable_compilation_cache() -> None:
@@ -177,134 +207,144 @@ def _run(args: argparse.Namespace) -> int:
     selected = [n for n in names if n in args.names] if args.names else names
     out = Path(args.out)
     _check_out_dir(out)
-    factory, data_desc = _data_factory(args.data, args.seed)
+    data = _data_choice(args.data, args.seed)
     if not args.no_cache:
         _enable_compilation_cache()
-    return _execute(out, selected, names, args, factory, data_desc)
+    return _execute(Invocation(out, selected, args, data))
 
 
-def _execute(
-    out: Path,
-    selected: Sequence[str],
-    order: list[str],
-    args: argparse.Namespace,
-    factory: Callable[[bool], Any] | None,
-    data_desc: str,
-) -> int:
-    from jaxopt_lectures.experiments import engine, report
-    from jaxopt_lectures.experiments.base import Context, jsonable
-    from jaxopt_lectures.experiments.registry import EXPERIMENTS
+class Invocation(NamedTuple):
+    """One ``run`` command: where, which experiments, the parsed arguments, the data."""
+
+    out: Path
+    selected: list[str]
+    args: argparse.Namespace
+    data: DataChoice
+
+    @property
+    def key(self) -> RunKey:
+        import jaxopt_lectures
+
+        mode: Mode = "quick" if self.args.quick else "full"
+        return RunKey(
+            mode, int(self.args.seed), self.data.content_hash, jaxopt_lectures.__version__
+        )
+
+
+def _execute(run: Invocation) -> int:
+    """Run the selected experiments one by one, committing each record as it finishes."""
+    from jaxopt_lectures.experiments import report
+    from jaxopt_lectures.experiments.store import ResultsStore
 
     start = time.perf_counter()
-    results = report.load_results(out)
-    meta: dict[str, Any] = {
+    store = ResultsStore(run.out, warn=_warn)
+    store.prepare()
+    stored = store.load()
+    environment: dict[str, Json] = {
         "command": report.command_line(),
-        "quick": bool(args.quick),
-        "seed": int(args.seed),
-        "data": data_desc,
-        "started_at": report.now(),
         "versions": report.versions(),
         "machine": report.machine_info(),
-        "ran": [],
-        "skipped": [],
-        "failed": [],
     }
-    results["metadata"] = meta
-    results["schema"] = report.SCHEMA
-    progress_on = not args.no_progress and sys.stderr.isatty()
     print(
-        f"Writing to {out}/ ({'quick' if args.quick else 'full'} run, seed {args.seed}, "
-        f"{len(selected)} experiments; data: {data_desc})",
+        f"Writing to {run.out}/ ({run.key.mode} run, seed {run.key.seed}, "
+        f"{len(run.selected)} experiments; data: {run.data.description})",
         flush=True,
     )
-    status = EXIT_OK
-    ctx = Context(out_dir=out, quick=bool(args.quick), seed=int(args.seed), data_factory=factory)
-    for position, name in enumerate(selected, 1):
-        experiment = EXPERIMENTS[name]
-        done = results["experiments"].get(name)
-        if (
-            not args.force
-            and done is not None
-            and done.get("status") == "ok"
-            and done.get("quick") == meta["quick"]
-            and done.get("seed") == meta["seed"]
-            and done.get("data") == data_desc
-            and all((out / f).exists() for f in done.get("figures", []))
-        ):
-            meta["skipped"].append(name)
-            print(f"[{position}/{len(selected)}] {name}: already done, skipped (--force reruns)")
+    failed: list[str] = []
+    for position, name in enumerate(run.selected, 1):
+        counter = f"[{position}/{len(run.selected)}] {name}"
+        if not run.args.force and stored.done(name, run.key, run.out) is not None:
+            print(f"{counter}: already done, skipped (--force reruns)", flush=True)
             continue
+        try:
+            record = _run_and_commit(run, name, store, environment)
+        except KeyboardInterrupt:
+            _error(f"interrupted during '{name}'; finished experiments are kept in {run.out}/")
+            return EXIT_INTERRUPTED
+        except OSError as err:
+            _error(
+                f"cannot write the results to {run.out / 'results.json'} "
+                f"({err.strerror or err}); the file keeps its previous content: free space or "
+                "choose another folder with --out"
+            )
+            return EXIT_FAILED
+        if record.ok:
+            held = sum(c.held for c in record.claims)
+            print(
+                f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
+                + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
+                flush=True,
+            )
+        else:
+            failed.append(name)
+            _error(f"experiment '{name}' failed: {record.error}")
+    print(
+        f"Done in {time.perf_counter() - start:.1f} s: {run.out / 'report.md'}, "
+        f"{run.out / 'report.html'}, {run.out / 'results.json'}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_and_commit(
+    run: Invocation, name: str, store: ResultsStore, environment: Mapping[str, Json]
+) -> RunRecord:
+    """Run one experiment with its figures drawn into a staging folder, and commit its record
+    (good or failed) to the store; the reports are rendered in the same step."""
+    from jaxopt_lectures.experiments import engine, report
+    from jaxopt_lectures.experiments.base import Context
+    from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+    experiment = EXPERIMENTS[name]
+    headings = {n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()}
+    progress_on = not run.args.no_progress and sys.stderr.isatty()
+    with store.staging() as staged:
+        ctx = Context(
+            out_dir=staged,
+            quick=run.key.mode == "quick",
+            seed=run.key.seed,
+            data_factory=run.data.factory,
+        )
         bar = _progress(name, experiment.stages, progress_on)
         ctx.advance = bar.update
         compiled_before = len(engine.TIMINGS)
-        t0 = time.perf_counter()
-        entry: dict[str, Any] = {
-            "title": experiment.title,
-            "section": experiment.section,
-            "summary": experiment.summary,
-            "quick": meta["quick"],
-            "seed": meta["seed"],
-            "data": data_desc,
+        started_at, t0 = report.now(), time.perf_counter()
+        common = {
+            "experiment": name,
+            "key": run.key,
+            "data": run.data.description,
+            "started_at": started_at,
+            "finished_at": started_at,
+            "environment": environment,
         }
         try:
             result = experiment.run(ctx)
-        except KeyboardInterrupt:
-            bar.close()
-            meta["wall_time_s"] = time.perf_counter() - start
-            report.write_results(out, jsonable(results))
-            report.write_reports(out, results, order)
-            _error(f"interrupted during '{name}'; finished experiments are kept in {out}/")
-            return EXIT_INTERRUPTED
         except Exception as err:  # one experiment failing must not lose the others
-            bar.close()
-            entry |= {
-                "status": "failed",
-                "error": f"{type(err).__name__}: {err}",
-                "traceback": traceback.format_exc(),
-                "wall_time_s": time.perf_counter() - t0,
-            }
-            meta["failed"].append(name)
-            status = EXIT_FAILED
-            _error(f"experiment '{name}' failed: {type(err).__name__}: {err}")
-        else:
-            bar.close()
-            compile_s = sum(t[1] for t in engine.TIMINGS[compiled_before:])
-            entry |= {
-                "status": "ok",
-                "finished_at": report.now(),
-                "wall_time_s": time.perf_counter() - t0,
-                "compile_time_s": compile_s,
-                "figures": result.figures,
-                "headlines": [list(h) for h in result.headlines],
-                "claims": [vars(c) for c in result.claims],
-                "settings": result.settings,
-                "numbers": result.numbers,
-            }
-            meta["ran"].append(name)
-            held = sum(c.held for c in result.claims)
-            print(
-                f"[{position}/{len(selected)}] {name}: {entry['wall_time_s']:.1f} s, "
-                f"{held}/{len(result.claims)} claims held; "
-                + "; ".join(f"{k}: {v}" for k, v in result.headlines[:2]),
-                flush=True,
+            record = RunRecord(
+                status="failed",
+                wall_time_s=time.perf_counter() - t0,
+                error=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+                **common,  # type: ignore[arg-type]
             )
-        results["experiments"][name] = jsonable(entry)
-        meta["wall_time_s"] = time.perf_counter() - start
-        results = jsonable(results)
-        meta = results["metadata"]
-        report.write_results(out, results)
-        report.write_reports(out, results, order)
-    meta["finished_at"] = report.now()
-    meta["wall_time_s"] = time.perf_counter() - start
-    report.write_results(out, jsonable(results))
-    report.write_reports(out, results, order)
-    print(
-        f"Done in {meta['wall_time_s']:.1f} s: {out / 'report.md'}, {out / 'report.html'}, "
-        f"{out / 'results.json'}"
-        + (f"; FAILED: {', '.join(meta['failed'])}" if meta["failed"] else ""),
-        flush=True,
-    )
-    return status
+        else:
+            record = RunRecord(
+                status="ok",
+                wall_time_s=time.perf_counter() - t0,
+                compile_time_s=sum(t[1] for t in engine.TIMINGS[compiled_before:]),
+                figures=tuple(result.figures),
+                headlines=tuple((str(k), str(v)) for k, v in result.headlines),
+                claims=tuple(result.claims),
+                settings=jsonable(result.settings),
+                numbers=jsonable(result.numbers),
+                **common,  # type: ignore[arg-type]
+            )
+        finally:
+            bar.close()
+        return store.commit(
+            record, staged, lambda results: report.write_reports(run.out, results, headings)
+        )
 
 
 def _list() -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments._deps import require
 
-__all__ = ["Dataset", "digits", "load_npz", "make_dataset"]
+__all__ = ["Dataset", "content_hash", "digits", "digits_arrays", "load_npz", "make_dataset"]
 
 NPZ_FORMAT = (
     "give an .npz file with arrays X (n, features) and y (n,) of class labels, as written by "
@@ -245,6 +245,12 @@ def digits(*, seed: int = 0, standardize: bool = True) -> Dataset:
     Offline: the data ships inside scikit-learn. Standardized per pixel with the training set's
     statistics and the standard deviation floored at 1 gray level, unless ``standardize=False``.
     """
+    X, y = digits_arrays()
+    return make_dataset(X, y, seed=seed, standardize=standardize, min_std=1.0, name="digits")
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as they ship: ``X`` (1797, 64) gray levels, ``y`` (1797,)."""
     datasets = require("sklearn.datasets")
     X, y = datasets.load_digits(return_X_y=True)
-    return make_dataset(X, y, seed=seed, standardize=standardize, min_std=1.0, name="digits")
+    return np.asarray(X), np.asarray(y)

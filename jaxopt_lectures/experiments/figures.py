@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxopt_lectures.experiments._deps import require
 from jaxopt_lectures.experiments.problems import Problem
-from jaxopt_lectures.experiments.report import atomic_file
+from jaxopt_lectures.experiments.store import atomic_file
 
 __all__ = ["COLORS", "band", "contour", "pyplot", "save", "save_animation"]
 
