@@ -190,7 +190,7 @@ def test_other_package_version_is_rerun(
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_keeps_finished_work(
     signum: int, tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,20 +5,23 @@ experiment failed (the others still run; the report shows the failure next to th
 result) or its result could not be written (a full disk: ``results.json`` keeps its previous
 content and the run stops); 2 when the run could not start (a bad argument such as ``--seed -1``,
 an unknown experiment name, an output folder that cannot be written, a missing optional
-dependency, an unreadable ``--data`` file); 130 when interrupted by Ctrl-C (the finished
-experiments are kept). Errors are one line on stderr that says what to do, never a
+dependency, an unreadable ``--data`` file); 130 when interrupted by Ctrl-C (SIGINT) or SIGTERM
+(the finished experiments are kept). Errors are one line on stderr that says what to do, never a
 traceback. How results are stored and merged: :mod:`~jaxopt_lectures.experiments.store`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -74,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
             "report.html, PNG figures, an animated GIF). Offline: the data is scikit-learn's "
             "bundled digits set. Without a command: 'run' with the defaults."
         ),
-        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted.",
+        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted "
+        "(Ctrl-C or SIGTERM).",
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the experiments")
@@ -210,7 +214,27 @@ def _run(args: argparse.Namespace) -> int:
     data = _data_choice(args.data, args.seed)
     if not args.no_cache:
         _enable_compilation_cache()
-    return _execute(Invocation(out, selected, args, data))
+    with _sigterm_as_interrupt():
+        return _execute(Invocation(out, selected, args, data))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a batch system's time limit) interrupts like
+    Ctrl-C: the finished experiments are kept, one line is printed, the exit code is 130. The
+    previous handler is restored afterwards. Only the main thread can install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Invocation(NamedTuple):
