@@ -129,10 +129,13 @@ def scaled_moments(
         out = fn(value, axis=axes, keepdims=True)
         return out if axis_name is None else collective(out, axis_name)
 
-    first = lax.stop_gradient(_scale_for(reduce(jnp.max, jnp.abs(x), lax.pmax)))
-    shift = lax.stop_gradient(reduce(jnp.sum, x / first, lax.psum) / count * first)
+    # The powers of two and the shift are constants for differentiation (pmax has no JVP rule,
+    # so the gradient is stopped on their inputs); the result does not depend on them.
+    x_const = lax.stop_gradient(x)
+    first = _scale_for(reduce(jnp.max, jnp.abs(x_const), lax.pmax))
+    shift = reduce(jnp.sum, x_const / first, lax.psum) / count * first
     d = x - shift
-    scale = lax.stop_gradient(_scale_for(reduce(jnp.max, jnp.abs(d), lax.pmax)))
+    scale = _scale_for(reduce(jnp.max, jnp.abs(lax.stop_gradient(d)), lax.pmax))
     d = d / scale
     sums = (jnp.sum(d, axis=axes), jnp.sum(d * d, axis=axes))  # second pass, centered
     if axis_name is not None:
