@@ -22,6 +22,8 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
+from jaxopt_lectures._checks import check_int
+
 __all__ = [
     "deep_linear_network",
     "hessian_top_eigenvalue",
@@ -63,8 +65,7 @@ def sigmoid_derivative_bound(num_layers: int = 1) -> float:
       >>> jl.diagnostics.sigmoid_derivative_bound(), jl.diagnostics.sigmoid_derivative_bound(10)
       (0.25, 9.5367431640625e-07)
     """
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-        raise ValueError(f"num_layers must be an int >= 0, got {num_layers!r}")
+    check_int("num_layers", num_layers, minimum=0)
     return 0.25**num_layers
 
 
@@ -200,8 +201,7 @@ def hessian_top_eigenvalue(
       >>> round(float(lam), 4)
       50.0
     """
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters must be an int >= 1, got {num_iters!r}")
+    check_int("num_iters", num_iters)
     grad_fn = jax.grad(lambda p: loss_fn(p, *args))
 
     def hvp(v: Any) -> Any:

@@ -23,7 +23,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxopt_lectures._checks import check_bool, check_dtype, check_positive, check_unit_interval
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_dtype,
+    check_int,
+    check_positive,
+    check_unit_interval,
+)
 from jaxopt_lectures._tree import compute_dtype, safe_increment
 from jaxopt_lectures.nn._axis import AxisName
 from jaxopt_lectures.nn.normalize import batch_moments
@@ -63,8 +69,7 @@ def batch_norm_init(
     Returns:
       ``(BatchNormParams(scale, bias), BatchNormState(count=0, mean=0, var=1))``.
     """
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+    check_int("num_features", num_features)
     check_dtype("dtype", dtype)
     params = BatchNormParams(
         scale=jnp.ones(num_features, dtype), bias=jnp.zeros(num_features, dtype)
