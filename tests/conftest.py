@@ -34,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("peers")]
 
 
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI sees only the stand-in experiments of ``tests/fake_experiments.py``."""
+    from fake_experiments import fake_registry
+
+    fake_registry(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One ``run --quick`` of the main job for the whole test session: its output folder and

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -28,36 +28,57 @@ def _reset() -> None:
         FAKES[name] = Fake(value=float(i))
 
 
-def _run(name: str) -> Callable[[Any], Any]:
-    from jaxopt_lectures.experiments.base import Claim, Result
+class FakeResult(NamedTuple):
+    name: str
+    value: float
+    seed: int
+    timings: tuple[Any, ...] = ()
 
-    def run(ctx: Any) -> Any:
+
+def _experiment(name: str) -> Any:
+    from jaxopt_lectures.experiments.api import Claim, Experiment, Summary
+
+    def compute(config: Any, seed: int) -> FakeResult:
         fake = FAKES[name]
         if fake.before is not None:
             fake.before()
         time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
         if fake.fail:
             raise RuntimeError(f"{name} was told to fail")
-        return Result(
-            numbers={"value": fake.value, "seed": ctx.seed},
-            figures=[],
-            headlines=[("value", f"{fake.value:g}")],
-            claims=[Claim(f"{name} holds", True, f"value {fake.value:g}", "always")],
-        )
+        return FakeResult(name, fake.value, seed)
 
-    return run
+    def claims(r: FakeResult) -> list[Any]:
+        return [Claim(f"{r.name} holds", True, f"value {r.value:g}", "always")]
+
+    def summarize(r: FakeResult) -> Any:
+        return Summary([("value", f"{r.value:g}")], {"value": r.value, "seed": r.seed}, {})
+
+    return Experiment(
+        name, f"stand-in {name}", "-", "-", 0, compute, lambda r: (), claims, summarize
+    )
 
 
 def fake_registry(monkeypatch: Any = None) -> None:
     """Make the CLI see only the stand-ins (through ``monkeypatch`` when given)."""
     from jaxopt_lectures.experiments import registry
-    from jaxopt_lectures.experiments.base import Experiment
 
     _reset()
-    experiments = {
-        name: Experiment(name, f"stand-in {name}", "-", "-", 1, _run(name)) for name in FAKES
-    }
+    experiments = {name: _experiment(name) for name in FAKES}
     if monkeypatch is None:
         registry.EXPERIMENTS = experiments
     else:
         monkeypatch.setattr(registry, "EXPERIMENTS", experiments)
+
+
+def run_cli(*args: str) -> int:
+    """``jaxopt-lectures run ARGS --no-progress`` in this process; the exit code."""
+    from jaxopt_lectures.__main__ import main
+
+    return main(["run", *args, "--no-progress"])
+
+
+def one_line(err: str) -> str:
+    """Check that ``err`` is one line and no traceback; return it."""
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err

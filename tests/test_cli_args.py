@@ -8,28 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_experiments import fake_registry
+from fake_experiments import one_line, run_cli
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
-
-from jaxopt_lectures.__main__ import main
-
-
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_registry(monkeypatch)
-
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args, "--no-progress"])
-
-
-def one_line(err: str) -> str:
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,23 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_experiments import FAKES, fake_registry
+from fake_experiments import FAKES, one_line, run_cli
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
-
-from jaxopt_lectures.__main__ import main
-
-
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replace the registry by the stand-in experiments of ``tests/fake_experiments.py``."""
-    fake_registry(monkeypatch)
-
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args, "--no-progress"])
 
 
 def records(out: Path) -> dict[str, Any]:
@@ -44,12 +32,6 @@ def records(out: Path) -> dict[str, Any]:
 
 def good(out: Path, name: str, mode: str = "quick") -> dict[str, Any]:
     return records(out)[name][mode]["result"]
-
-
-def one_line(err: str) -> str:
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 engine's promises (a vmap-ed sweep gives the numbers of separate runs, early stopping keeps the
 best validation parameters).
 
-The quick run happens once per test session (about 40 s on 2 cores) and every test reads it.
+The quick run happens once per test session (``quick_run`` in conftest.py, about 40 s on 2 quiet
+cores) and every test that reads it is in the integration tier.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def as_float(value: Any) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_newton_one_step_gradient_descent_many(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "newton")
     assert n["newton_steps_to_tolerance"] == 1
@@ -53,6 +55,7 @@ def test_newton_one_step_gradient_descent_many(quick_run: tuple[Path, dict]) -> 
     assert as_float(n["gd_steps_to_tolerance"]) >= 20
 
 
+@pytest.mark.integration
 def test_sigmoid_gradients_vanish_toward_the_input_relu_do_not(
     quick_run: tuple[Path, dict],
 ) -> None:
@@ -68,6 +71,7 @@ def test_sigmoid_gradients_vanish_toward_the_input_relu_do_not(
     assert n["sigmoid_derivative_max"] == pytest.approx(0.25, abs=1e-6)
 
 
+@pytest.mark.integration
 def test_overfitting_validation_minimum_well_before_the_end(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "overfitting")
     plain = n["without_dropout"]
@@ -80,6 +84,7 @@ def test_overfitting_validation_minimum_well_before_the_end(quick_run: tuple[Pat
     )
 
 
+@pytest.mark.integration
 def test_dropout_lowers_the_final_gap_of_the_quick_run(quick_run: tuple[Path, dict]) -> None:
     """The quick run stops at epoch 40, mid-training: there dropout's gap is lower. The full run
     (150 epochs) measures the opposite at its last epoch and its report says so (the claim's
@@ -92,6 +97,7 @@ def test_dropout_lowers_the_final_gap_of_the_quick_run(quick_run: tuple[Path, di
     assert claim["held"] == bool(gap_drop < gap_plain)
 
 
+@pytest.mark.integration
 def test_batch_norm_faster_and_tolerates_larger_rates(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "batch-norm")
     i1 = n["rates"].index(1.0)
@@ -104,6 +110,7 @@ def test_batch_norm_faster_and_tolerates_larger_rates(quick_run: tuple[Path, dic
     assert n["largest_rate_that_trains"]["with"] > n["largest_rate_that_trains"]["without"]
 
 
+@pytest.mark.integration
 def test_adam_and_rmsprop_beat_sgd_at_their_default_rates(quick_run: tuple[Path, dict]) -> None:
     per = numbers(quick_run[1], "optimizers")["per_optimizer"]
     assert per["adam"]["learning_rate"] == pytest.approx(1e-3)  # jl.adam's default
@@ -114,6 +121,7 @@ def test_adam_and_rmsprop_beat_sgd_at_their_default_rates(quick_run: tuple[Path,
         assert np.mean(per[name]["final_train_loss"]) < np.mean(sgd["final_train_loss"])
 
 
+@pytest.mark.integration
 def test_input_normalization_and_relu_numbers(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "input-normalization")
     assert n["largest_rate_that_trains"]["standardized"] > n["largest_rate_that_trains"]["raw"]
@@ -130,6 +138,7 @@ def test_input_normalization_and_relu_numbers(quick_run: tuple[Path, dict]) -> N
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_results_metadata_and_every_experiment(quick_run: tuple[Path, dict]) -> None:
     _out, results = quick_run
     assert results["schema"] == 2
@@ -155,6 +164,7 @@ def test_results_metadata_and_every_experiment(quick_run: tuple[Path, dict]) -> 
             assert claim["rule"]
 
 
+@pytest.mark.integration
 def test_figures_gif_and_reports(quick_run: tuple[Path, dict]) -> None:
     out, results = quick_run
     report = (out / "report.md").read_text()
@@ -226,6 +236,7 @@ def test_bad_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "give an .npz file with arrays X" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_skip_finished_force_reruns(
     quick_run: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -333,6 +344,7 @@ def test_problems_minima() -> None:
         np.testing.assert_allclose(jax.grad(p.loss)(at_min), 0, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_user_data(tmp_path: Path) -> None:
     """--data FILE.npz replaces the digits (here for the experiment that uses data)."""
     rng = np.random.default_rng(0)

@@ -20,12 +20,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from jaxopt_lectures.experiments.record import Json, Mode, RunKey, RunRecord, jsonable
+from jaxopt_lectures.experiments.record import Json, Mode, RunKey, RunRecord
 
 if TYPE_CHECKING:
     from jaxopt_lectures.experiments.data import Dataset
@@ -68,25 +67,7 @@ def _names() -> list[str]:
     return list(EXPERIMENTS)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="jaxopt-lectures",
-        description=(
-            "Reproduce the lecture 'Learning as Optimization': every claim as an experiment with "
-            "a figure and numbers, written to an output folder (results.json, report.md, "
-            "report.html, PNG figures, an animated GIF). Offline: the data is scikit-learn's "
-            "bundled digits set. Without a command: 'run' with the defaults."
-        ),
-        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted "
-        "(Ctrl-C or SIGTERM).",
-    )
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("list", help="list the experiments")
-    run = sub.add_parser(
-        "run",
-        help="run experiments (all by default)",
-        description="Run the named experiments (all by default) and write the results.",
-    )
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (see 'list')")
     run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     run.add_argument(
@@ -111,6 +92,33 @@ def _parser() -> argparse.ArgumentParser:
         help="do not keep compiled programs in JAX's persistent cache "
         "($JAXOPT_LECTURES_CACHE, default ~/.cache/jaxopt_lectures/xla), which makes reruns faster",
     )
+
+
+class Subcommand(NamedTuple):
+    """A subcommand: its name, one line of help, its arguments, and what runs it (returning the
+    exit code). Add one to :data:`SUBCOMMANDS` to extend the command line."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jaxopt-lectures",
+        description=(
+            "Reproduce the lecture 'Learning as Optimization': every claim as an experiment with "
+            "a figure and numbers, written to an output folder (results.json, report.md, "
+            "report.html, PNG figures, an animated GIF). Offline: the data is scikit-learn's "
+            "bundled digits set. Without a command: 'run' with the defaults."
+        ),
+        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted "
+        "(Ctrl-C or SIGTERM).",
+    )
+    sub = parser.add_subparsers(dest="command")
+    for command in SUBCOMMANDS:
+        command.add_arguments(sub.add_parser(command.name, help=command.help))
     return parser
 
 
@@ -316,53 +324,25 @@ def _run_and_commit(
 ) -> RunRecord:
     """Run one experiment with its figures drawn into a staging folder, and commit its record
     (good or failed) to the store; the reports are rendered in the same step."""
-    from jaxopt_lectures.experiments import engine, report
-    from jaxopt_lectures.experiments.base import Context
+    from jaxopt_lectures.experiments import report
+    from jaxopt_lectures.experiments.api import Config
     from jaxopt_lectures.experiments.registry import EXPERIMENTS
+    from jaxopt_lectures.experiments.runner import run_experiment
 
     experiment = EXPERIMENTS[name]
     headings = {n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()}
     progress_on = not run.args.no_progress and sys.stderr.isatty()
     with store.staging() as staged:
-        ctx = Context(
-            out_dir=staged,
-            quick=run.key.mode == "quick",
-            seed=run.key.seed,
-            data_factory=run.data.factory,
-        )
-        bar = _progress(name, experiment.stages, progress_on)
-        ctx.advance = bar.update
-        compiled_before = len(engine.TIMINGS)
-        started_at, t0 = report.now(), time.perf_counter()
-        common = {
-            "experiment": name,
-            "key": run.key,
-            "data": run.data.description,
-            "started_at": started_at,
-            "finished_at": started_at,
-            "environment": environment,
-        }
+        bar = _progress(name, experiment.stages + 1, progress_on)
+        config = Config(run.key.mode == "quick", run.data.factory, bar.update)
         try:
-            result = experiment.run(ctx)
-        except Exception as err:  # one experiment failing must not lose the others
-            record = RunRecord(
-                status="failed",
-                wall_time_s=time.perf_counter() - t0,
-                error=f"{type(err).__name__}: {err}",
-                traceback=traceback.format_exc(),
-                **common,  # type: ignore[arg-type]
-            )
-        else:
-            record = RunRecord(
-                status="ok",
-                wall_time_s=time.perf_counter() - t0,
-                compile_time_s=sum(t[1] for t in engine.TIMINGS[compiled_before:]),
-                figures=tuple(result.figures),
-                headlines=tuple((str(k), str(v)) for k, v in result.headlines),
-                claims=tuple(result.claims),
-                settings=jsonable(result.settings),
-                numbers=jsonable(result.numbers),
-                **common,  # type: ignore[arg-type]
+            record = run_experiment(
+                experiment,
+                config,
+                run.key,
+                folder=staged,
+                data=run.data.description,
+                environment=environment,
             )
         finally:
             bar.close()
@@ -371,7 +351,8 @@ def _run_and_commit(
         )
 
 
-def _list() -> int:
+def _list(args: argparse.Namespace) -> int:
+    del args  # no options
     from jaxopt_lectures.experiments.registry import EXPERIMENTS
 
     width = max(map(len, EXPERIMENTS))
@@ -381,6 +362,14 @@ def _list() -> int:
     return EXIT_OK
 
 
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("list", "list the experiments", lambda parser: None, _list),
+    Subcommand(
+        "run", "run experiments (all by default) and write the results", _run_arguments, _run
+    ),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run, and return the exit code."""
     parser = _parser()
@@ -388,10 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
+    handlers = {command.name: command.handler for command in SUBCOMMANDS}
     try:
-        if args.command == "list":
-            return _list()
-        return _run(args)
+        return handlers[args.command](args)
     except UsageError as err:
         _error(str(err))
         return EXIT_USAGE
