@@ -1,4 +1,4 @@
-"""The notebooks: stored without outputs, built as the issue asks, and executed top to bottom.
+"""The notebooks: stored without outputs, built section by section, and executed top to bottom.
 
 Each notebook runs headless in a fresh kernel (nbclient) from a copy in a temporary folder, so
 nothing is written into the repository, with ``JAXOPT_LECTURES_FAST=1`` (fewer steps and epochs)
@@ -45,7 +45,7 @@ def _code(nb: nbformat.NotebookNode) -> list[str]:
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def test_the_notebooks_the_issue_lists_exist() -> None:
+def test_the_lecture_notebooks_exist() -> None:
     assert [path.stem for path in NOTEBOOKS] == EXPECTED
 
 
@@ -104,6 +104,7 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
+@pytest.mark.integration  # a Jupyter kernel runs each notebook top to bottom
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids())
 def test_executes(
     path: Path, tmp_path: Path, kernel_env: Path, monkeypatch: pytest.MonkeyPatch

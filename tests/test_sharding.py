@@ -115,6 +115,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 @pytest.mark.parametrize("axis_types", ["explicit", "auto"])
 def test_optimizer_state_is_sharded_like_the_parameters(axis_types: str) -> None:
     result = run_on_eight_devices("-c", SCRIPT, axis_types)
@@ -188,6 +189,7 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 def test_newton_cg_on_sharded_parameters_reaches_the_single_device_minimizer() -> None:
     result = run_on_eight_devices("-c", NEWTON_CG_SCRIPT)
     report = json.loads(result.stdout.strip().splitlines()[-1])
