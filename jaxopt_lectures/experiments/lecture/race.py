@@ -55,7 +55,7 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 
 # One rate per optimizer and problem: the largest round value that does not blow up on the
 # problem's scale (Rosenbrock's curvature reaches ~1,000 at the start; the saddle's is ~1).
-RATES: dict[str, dict[str, float]] = {
+_FIRST_ORDER_RATES: dict[str, dict[str, float]] = {
     "rosenbrock": {
         "sgd": 1e-3,
         "momentum": 1e-3,
@@ -84,8 +84,10 @@ RATES: dict[str, dict[str, float]] = {
         "adam": 0.05,
     },
 }
-for _rates in RATES.values():
-    _rates.update({"newton": 1.0, "newton (saddle-free)": 1.0})
+RATES: dict[str, dict[str, float]] = {
+    problem: {**rates, "newton": 1.0, "newton (saddle-free)": 1.0}
+    for problem, rates in _FIRST_ORDER_RATES.items()
+}
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 
