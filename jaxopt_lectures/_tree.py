@@ -14,10 +14,17 @@ __all__ = [
     "compute_dtype",
     "map_leaves",
     "safe_increment",
+    "tree_norm",
     "zeros_like",
 ]
 
 safe_increment = optax.safe_increment  # int32 step counter that saturates instead of wrapping
+
+
+# The global L2 norm of a tree: optax >= 0.2.5 names it tree_norm (tree_l2_norm is deprecated).
+tree_norm: Callable[[Any], jax.Array] = (
+    getattr(optax.tree_utils, "tree_norm", None) or optax.tree_utils.tree_l2_norm
+)
 
 
 def zeros_like(params: optax.Params, dtype: Any = None) -> optax.Params:

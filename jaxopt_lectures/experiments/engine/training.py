@@ -23,6 +23,7 @@ import optax
 
 import jaxopt_lectures as jl
 from jaxopt_lectures._checks import check_int
+from jaxopt_lectures._tree import tree_norm
 from jaxopt_lectures.experiments.data import Dataset
 from jaxopt_lectures.experiments.engine.timing import Timer, timed
 from jaxopt_lectures.experiments.engine.trajectories import OptimizerFactory
@@ -38,8 +39,6 @@ __all__ = [
     "train_step",
 ]
 
-# The global L2 norm of a tree: optax >= 0.2.5 names it tree_norm (tree_l2_norm is deprecated).
-_tree_norm = getattr(optax.tree_utils, "tree_norm", None) or optax.tree_utils.tree_l2_norm
 Probe = Callable[["MLP", Any, Any, tuple[jax.Array, ...]], dict[str, jax.Array]]
 
 
@@ -209,7 +208,7 @@ def _measure_fn(
             "train_acc": jnp.mean(hits[:n_train]),
             "val_loss": jnp.mean(losses[n_train:]),
             "val_acc": jnp.mean(hits[n_train:]),
-            "param_norm": _tree_norm(carry.params),
+            "param_norm": tree_norm(carry.params),
         }
         if probe is not None:
             out.update(probe(run.model, carry.params, carry.bn_state, arrays))
