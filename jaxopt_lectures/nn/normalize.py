@@ -93,8 +93,8 @@ def batch_moments(
     Gradients: the shift is under ``stop_gradient``. The result does not depend on it, so the
     derivatives are those of the textbook formulas, at a lower cost.
     """
-    count, mean, m2, scale = scaled_moments(x, axes, axis_name, caller)
-    return count, mean, m2 * scale * scale
+    count, mean, m2, _ = scaled_moments(x, axes, axis_name, caller, guard=False)
+    return count, mean, m2
 
 
 # Deviations are divided by a power of two 2**k (exact) when they exceed 2**(max_exponent / 4):
@@ -108,7 +108,12 @@ def _scale_for(magnitude: jax.Array) -> jax.Array:
 
 
 def scaled_moments(
-    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None, caller: str = "nn"
+    x: jax.Array,
+    axes: tuple[int, ...],
+    axis_name: AxisName | None = None,
+    caller: str = "nn",
+    *,
+    guard: bool = True,
 ) -> tuple[int, jax.Array, jax.Array, jax.Array]:
     """Count, mean and M2 of ``x`` over ``axes`` as ``(count, mean, m2, scale)``, M2 = m2 scale^2.
 
@@ -116,7 +121,9 @@ def scaled_moments(
     by a power of two before the first sum, and the deviations before they are squared. For
     ordinary data both powers are 1 and the numbers are those of :func:`batch_moments`, bit for
     bit. ``scale`` has the shape of ``mean``. ``caller`` names the public function in the error
-    raised for an ``axis_name`` that is not mapped.
+    raised for an ``axis_name`` that is not mapped. ``guard=False`` leaves the guard out (scale
+    1): :func:`batch_moments` for batch norm, whose activations stay far from overflow and whose
+    training loop should not pay for the two extra reductions.
     """
     count = math.prod(x.shape[a] for a in axes)
     if axis_name is not None:
@@ -132,19 +139,24 @@ def scaled_moments(
     # The powers of two and the shift are constants for differentiation (pmax has no JVP rule,
     # so the gradient is stopped on their inputs); the result does not depend on them.
     x_const = lax.stop_gradient(x)
-    first = _scale_for(reduce(jnp.max, jnp.abs(x_const), lax.pmax))
-    shift = reduce(jnp.sum, x_const / first, lax.psum) / count * first
+    if guard:
+        first = _scale_for(reduce(jnp.max, jnp.abs(x_const), lax.pmax))
+        shift = reduce(jnp.sum, x_const / first, lax.psum) / count * first
+    else:
+        shift = reduce(jnp.sum, x_const, lax.psum) / count
     d = x - shift
-    scale = _scale_for(reduce(jnp.max, jnp.abs(lax.stop_gradient(d)), lax.pmax))
-    d = d / scale
+    if guard:
+        scale = _scale_for(reduce(jnp.max, jnp.abs(lax.stop_gradient(d)), lax.pmax))
+        d = d / scale
     sums = (jnp.sum(d, axis=axes), jnp.sum(d * d, axis=axes))  # second pass, centered
     if axis_name is not None:
         sums = lax.psum(sums, axis_name)  # one collective for both sums
     s1, s2 = sums
-    scale = jnp.squeeze(scale, axis=axes)
-    mean = jnp.squeeze(shift, axis=axes) + s1 / count * scale
     m2 = jnp.maximum(s2 - s1 * s1 / count, 0.0)
-    return count, mean, m2, scale
+    if not guard:
+        return count, jnp.squeeze(shift, axis=axes) + s1 / count, m2, jnp.ones_like(m2)
+    scale = jnp.squeeze(scale, axis=axes)
+    return count, jnp.squeeze(shift, axis=axes) + s1 / count * scale, m2, scale
 
 
 def _merge(
