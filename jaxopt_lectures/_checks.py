@@ -94,3 +94,16 @@ def check_dtype(name: str, value: Any) -> None:
         ) from err
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise ValueError(f"{name} must be None or a floating-point or complex dtype, got {dtype}")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise ``ValueError`` unless ``value`` is a Python or NumPy int (not a bool) >= ``minimum``.
+
+    Counts (steps, epochs, layers, iterations, features) are static: they fix shapes and loop
+    lengths, so a JAX array is not accepted here.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        kind = _kind(value)
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r} of type {kind}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")

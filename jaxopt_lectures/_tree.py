@@ -20,11 +20,18 @@ __all__ = [
     "reshard_like",
     "safe_increment",
     "state_dtype",
+    "tree_norm",
     "update_dtype",
     "zeros_like",
 ]
 
 safe_increment = optax.safe_increment  # int32 step counter that saturates instead of wrapping
+
+
+# The global L2 norm of a tree: optax >= 0.2.5 names it tree_norm (tree_l2_norm is deprecated).
+tree_norm: Callable[[Any], jax.Array] = (
+    getattr(optax.tree_utils, "tree_norm", None) or optax.tree_utils.tree_l2_norm
+)
 
 
 def state_dtype(leaf: Any, dtype: Any = None, real: bool = False) -> Any:

@@ -18,9 +18,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
+
+from jaxopt_lectures._checks import check_int
+from jaxopt_lectures._tree import tree_norm
 
 __all__ = [
     "deep_linear_network",
@@ -63,8 +67,7 @@ def sigmoid_derivative_bound(num_layers: int = 1) -> float:
       >>> jl.diagnostics.sigmoid_derivative_bound(), jl.diagnostics.sigmoid_derivative_bound(10)
       (0.25, 9.5367431640625e-07)
     """
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-        raise ValueError(f"num_layers must be an int >= 0, got {num_layers!r}")
+    check_int("num_layers", num_layers, minimum=0)
     return 0.25**num_layers
 
 
@@ -99,11 +102,7 @@ def per_layer_grad_norms(
             f"params must be a list or tuple with one pytree per layer, got {type(params).__name__}"
         )
     grads = jax.grad(loss_fn)(params, *args)
-    norms = []
-    for layer in grads:
-        leaves = jax.tree.leaves(layer if entry is None else layer[entry])
-        norms.append(jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)))
-    return jnp.stack(norms)
+    return jnp.stack([tree_norm(layer if entry is None else layer[entry]) for layer in grads])
 
 
 def deep_linear_network(
@@ -154,11 +153,6 @@ def deep_linear_network(
     raise ValueError(f"method must be 'layers' or 'eigen', got {method!r}")
 
 
-def _tree_vdot(a: Any, b: Any) -> jax.Array:
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return jnp.sum(jnp.stack([jnp.vdot(x, y) for x, y in pairs]))
-
-
 def hessian_top_eigenvalue(
     loss_fn: Callable[..., jax.Array],
     params: Any,
@@ -200,18 +194,17 @@ def hessian_top_eigenvalue(
       >>> round(float(lam), 4)
       50.0
     """
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
-        raise ValueError(f"num_iters must be an int >= 1, got {num_iters!r}")
+    check_int("num_iters", num_iters)
     grad_fn = jax.grad(lambda p: loss_fn(p, *args))
 
     def hvp(v: Any) -> Any:
         return jax.jvp(grad_fn, (params,), (v,))[1]  # forward-over-reverse: H v
 
     def normalized(v: Any) -> Any:
-        norm = jnp.sqrt(_tree_vdot(v, v))
+        norm = jnp.sqrt(optax.tree_utils.tree_vdot(v, v))
         return jax.tree.map(lambda leaf: leaf / jnp.where(norm > 0, norm, 1), v)
 
     flat, unravel = ravel_pytree(params)
     v0 = unravel(jax.random.normal(key, flat.shape, flat.dtype))  # one draw, cut into leaves
     v = lax.fori_loop(0, num_iters, lambda _, v: normalized(hvp(v)), normalized(v0))
-    return _tree_vdot(v, hvp(v))
+    return optax.tree_utils.tree_vdot(v, hvp(v))

@@ -4,10 +4,12 @@ the numerical tests run through, and a runner for child processes on 8 simulated
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -21,6 +23,32 @@ import jaxopt_lectures as jl
 # collected at all, except under CI (CI=true), where a missing torch must fail the run, not skip.
 _CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 collect_ignore = [] if _CI or importlib.util.find_spec("torch") else ["test_torch_equivalence.py"]
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI sees only the stand-in experiments of ``tests/fake_experiments.py``."""
+    from fake_experiments import fake_registry
+
+    fake_registry(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``run --quick`` of the main job for the whole test session: its output folder and
+    ``results.json`` (parsed as strict JSON)."""
+    from jaxopt_lectures.__main__ import main
+
+    out = tmp_path_factory.mktemp("lecture-results")
+    code = main(["run", "--quick", "--out", str(out), "--no-progress"])
+    assert code == 0
+    text = (out / "results.json").read_text()
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"results.json is not strict JSON: {name}")
+
+    return out, json.loads(text, parse_constant=no_constants)
+
 
 # A pytree of mixed shapes and nesting: scalar, vector, matrix, 3-D, inside dicts and a tuple.
 SHAPES: dict[str, Any] = {

@@ -1,8 +1,9 @@
-"""The main job on a --quick run: what results.json must show for each experiment, the files it
-writes, and the engine's promises (a vmap-ed sweep gives the numbers of separate runs, early
-stopping keeps the best validation parameters).
+"""The main job on a --quick run: what results.json must show, the files it writes, and the
+engine's promises (a vmap-ed sweep gives the numbers of separate runs, early stopping keeps the
+best validation parameters).
 
-The quick run happens once per test session (about 40 s on 2 cores) and every test reads it.
+The quick run happens once per test session (``quick_run`` in conftest.py, about 40 s on 2 quiet
+cores) and every test that reads it is in the integration tier.
 """
 
 from __future__ import annotations
@@ -26,23 +27,14 @@ from jaxopt_lectures.experiments.problems import PROBLEMS, quadratic
 from jaxopt_lectures.experiments.registry import EXPERIMENTS
 
 
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("lecture-results")
-    code = main(["run", "--quick", "--out", str(out), "--no-progress"])
-    assert code == 0
-    text = (out / "results.json").read_text()
-
-    def no_constants(name: str) -> None:
-        raise AssertionError(f"results.json is not strict JSON: {name}")
-
-    return out, json.loads(text, parse_constant=no_constants)
+def record(results: dict[str, Any], name: str, mode: str = "quick") -> dict[str, Any]:
+    slot = results["experiments"][name][mode]
+    assert "failure" not in slot, slot["failure"]["error"]
+    return slot["result"]
 
 
 def numbers(results: dict[str, Any], name: str) -> dict[str, Any]:
-    entry = results["experiments"][name]
-    assert entry["status"] == "ok", entry.get("error")
-    return entry["numbers"]
+    return record(results, name)["numbers"]
 
 
 def as_float(value: Any) -> float:
@@ -54,6 +46,7 @@ def as_float(value: Any) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_newton_one_step_gradient_descent_many(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "newton")
     assert n["newton_steps_to_tolerance"] == 1
@@ -62,6 +55,7 @@ def test_newton_one_step_gradient_descent_many(quick_run: tuple[Path, dict]) -> 
     assert as_float(n["gd_steps_to_tolerance"]) >= 20
 
 
+@pytest.mark.integration
 def test_sigmoid_gradients_vanish_toward_the_input_relu_do_not(
     quick_run: tuple[Path, dict],
 ) -> None:
@@ -77,6 +71,7 @@ def test_sigmoid_gradients_vanish_toward_the_input_relu_do_not(
     assert n["sigmoid_derivative_max"] == pytest.approx(0.25, abs=1e-6)
 
 
+@pytest.mark.integration
 def test_overfitting_validation_minimum_well_before_the_end(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "overfitting")
     plain = n["without_dropout"]
@@ -89,6 +84,7 @@ def test_overfitting_validation_minimum_well_before_the_end(quick_run: tuple[Pat
     )
 
 
+@pytest.mark.integration
 def test_dropout_lowers_the_final_gap_of_the_quick_run(quick_run: tuple[Path, dict]) -> None:
     """The quick run stops at epoch 40, mid-training: there dropout's gap is lower. The full run
     (150 epochs) measures the opposite at its last epoch and its report says so (the claim's
@@ -97,12 +93,11 @@ def test_dropout_lowers_the_final_gap_of_the_quick_run(quick_run: tuple[Path, di
     gap_plain = np.mean(n["without_dropout"]["final_gap"])
     gap_drop = np.mean(n["with_dropout"]["final_gap"])
     assert gap_drop < gap_plain
-    claim = next(
-        c for c in quick_run[1]["experiments"]["overfitting"]["claims"] if "final" in c["claim"]
-    )
+    claim = next(c for c in record(quick_run[1], "overfitting")["claims"] if "final" in c["claim"])
     assert claim["held"] == bool(gap_drop < gap_plain)
 
 
+@pytest.mark.integration
 def test_batch_norm_faster_and_tolerates_larger_rates(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "batch-norm")
     i1 = n["rates"].index(1.0)
@@ -115,6 +110,7 @@ def test_batch_norm_faster_and_tolerates_larger_rates(quick_run: tuple[Path, dic
     assert n["largest_rate_that_trains"]["with"] > n["largest_rate_that_trains"]["without"]
 
 
+@pytest.mark.integration
 def test_adam_and_rmsprop_beat_sgd_at_their_default_rates(quick_run: tuple[Path, dict]) -> None:
     per = numbers(quick_run[1], "optimizers")["per_optimizer"]
     assert per["adam"]["learning_rate"] == pytest.approx(1e-3)  # jl.adam's default
@@ -125,6 +121,7 @@ def test_adam_and_rmsprop_beat_sgd_at_their_default_rates(quick_run: tuple[Path,
         assert np.mean(per[name]["final_train_loss"]) < np.mean(sgd["final_train_loss"])
 
 
+@pytest.mark.integration
 def test_input_normalization_and_relu_numbers(quick_run: tuple[Path, dict]) -> None:
     n = numbers(quick_run[1], "input-normalization")
     assert n["largest_rate_that_trains"]["standardized"] > n["largest_rate_that_trains"]["raw"]
@@ -141,18 +138,23 @@ def test_input_normalization_and_relu_numbers(quick_run: tuple[Path, dict]) -> N
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_results_metadata_and_every_experiment(quick_run: tuple[Path, dict]) -> None:
     _out, results = quick_run
-    meta = results["metadata"]
-    assert meta["quick"] is True
-    assert meta["seed"] == 0
-    assert {"jax", "optax", "numpy", "python"} <= set(meta["versions"])
-    assert meta["machine"]["cores"] >= 1
-    assert meta["machine"]["jax_backend"]
-    assert meta["wall_time_s"] > 0
+    assert results["schema"] == 2
     assert set(results["experiments"]) == set(EXPERIMENTS)
-    for name, entry in results["experiments"].items():
+    for name, slots in results["experiments"].items():
+        assert set(slots) == {"quick"}, name  # a quick run fills the quick slots only
+        entry = record(results, name)
         assert entry["status"] == "ok", name
+        assert entry["mode"] == "quick"
+        assert entry["seed"] == 0
+        assert len(entry["data_hash"]) == 16
+        assert entry["version"] == jl.__version__
+        env = entry["environment"]
+        assert {"jax", "optax", "numpy", "python"} <= set(env["versions"])
+        assert env["machine"]["cores"] >= 1
+        assert env["machine"]["jax_backend"]
         assert entry["wall_time_s"] > 0
         assert entry["claims"]
         assert entry["headlines"]
@@ -162,23 +164,25 @@ def test_results_metadata_and_every_experiment(quick_run: tuple[Path, dict]) -> 
             assert claim["rule"]
 
 
+@pytest.mark.integration
 def test_figures_gif_and_reports(quick_run: tuple[Path, dict]) -> None:
     out, results = quick_run
     report = (out / "report.md").read_text()
     page = (out / "report.html").read_text()
-    for entry in results["experiments"].values():
-        for figure in entry["figures"]:
+    for name in results["experiments"]:
+        for figure in record(results, name)["figures"]:
+            assert figure.startswith("quick/")  # a quick run's figures never replace a full run's
             data = (out / figure).read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" or data[:6] == b"GIF89a", figure
             assert f"({figure})" in report
             assert f"src='{figure}'" in page
     from PIL import Image
 
-    with Image.open(out / "race.gif") as gif:
+    with Image.open(out / "quick" / "race.gif") as gif:
         assert gif.n_frames >= 10
-    assert "| experiment | claim | held? | measured |" in report
-    assert not list(out.glob(".*tmp"))
-    assert not list(out.glob(".*-*.png"))
+    assert "| experiment | mode | claim | held? | measured |" in report
+    leftovers = [p.name for p in [*out.iterdir(), *(out / "quick").iterdir()] if ".tmp-" in p.name]
+    assert not leftovers
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,6 +236,7 @@ def test_bad_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "give an .npz file with arrays X" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_skip_finished_force_reruns(
     quick_run: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -239,49 +244,17 @@ def test_skip_finished_force_reruns(
 
     out = tmp_path / "copy"
     shutil.copytree(quick_run[0], out)
-    before = json.loads((out / "results.json").read_text())["experiments"]["newton"]
+    before = record(json.loads((out / "results.json").read_text()), "newton")
     assert main(["run", "newton", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert "already done, skipped" in capsys.readouterr().out
     kept = json.loads((out / "results.json").read_text())
-    assert kept["experiments"]["newton"]["finished_at"] == before["finished_at"]
+    assert record(kept, "newton")["finished_at"] == before["finished_at"]
     assert set(kept["experiments"]) == set(EXPERIMENTS)  # the others are kept too
     # A full (non-quick) request does not reuse quick results; --force reruns.
     assert main(["run", "newton", "--quick", "--force", "--out", str(out), "--no-progress"]) == 0
     assert "already done" not in capsys.readouterr().out
-    again = json.loads((out / "results.json").read_text())["experiments"]["newton"]
+    again = record(json.loads((out / "results.json").read_text()), "newton")
     assert again["wall_time_s"] != before["wall_time_s"]
-
-
-def test_failure_and_interruption_keep_finished_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from jaxopt_lectures.experiments import registry
-    from jaxopt_lectures.experiments.base import Experiment
-
-    def boom(ctx: Any) -> Any:
-        raise RuntimeError("boom")
-
-    def interrupt(ctx: Any) -> Any:
-        raise KeyboardInterrupt
-
-    experiments = dict(registry.EXPERIMENTS)
-    experiments["boom"] = Experiment("boom", "fails", "-", "-", 1, boom)
-    experiments["stop"] = Experiment("stop", "interrupted", "-", "-", 1, interrupt)
-    monkeypatch.setattr(registry, "EXPERIMENTS", experiments)
-    out = str(tmp_path)
-    assert main(["run", "newton", "boom", "--quick", "--out", out, "--no-progress"]) == 1
-    err = capsys.readouterr().err
-    assert "experiment 'boom' failed: RuntimeError: boom" in err
-    assert "Traceback" not in err
-    results = json.loads((tmp_path / "results.json").read_text())["experiments"]
-    assert results["newton"]["status"] == "ok"
-    assert results["boom"]["status"] == "failed"
-    assert main(["run", "newton", "stop", "--quick", "--out", out, "--no-progress"]) == 130
-    assert "interrupted during 'stop'" in capsys.readouterr().err
-    results = json.loads((tmp_path / "results.json").read_text())["experiments"]
-    assert results["newton"]["status"] == "ok"  # kept, and skipped by the next run:
-    assert main(["run", "newton", "--quick", "--out", out, "--no-progress"]) == 0
-    assert "already done, skipped" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -371,6 +344,7 @@ def test_problems_minima() -> None:
         np.testing.assert_allclose(jax.grad(p.loss)(at_min), 0, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_user_data(tmp_path: Path) -> None:
     """--data FILE.npz replaces the digits (here for the experiment that uses data)."""
     rng = np.random.default_rng(0)
@@ -382,7 +356,7 @@ def test_user_data(tmp_path: Path) -> None:
         ["run", "gradients", "--quick", "--data", str(tmp_path / "blobs.npz"), "--out", str(out)]
     )
     assert code == 0
-    results = json.loads((out / "results.json").read_text())
-    assert "blobs.npz (400 examples)" in results["metadata"]["data"]
-    norms = np.asarray(results["experiments"]["gradients"]["numbers"]["grad_norms"]["sigmoid"])
+    entry = record(json.loads((out / "results.json").read_text()), "gradients")
+    assert "blobs.npz (400 examples)" in entry["data"]
+    norms = np.asarray(entry["numbers"]["grad_norms"]["sigmoid"])
     assert norms.shape[1] == 11

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
 from conftest import run_on_eight_devices
 
 SCRIPT = textwrap.dedent(
@@ -102,6 +103,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 def test_eight_devices_give_the_statistics_output_and_gradients_of_one() -> None:
     result = run_on_eight_devices("-c", SCRIPT)
     line = next(line for line in result.stdout.splitlines() if line.startswith("REPORT"))

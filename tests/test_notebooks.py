@@ -105,6 +105,7 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
+@pytest.mark.integration  # a Jupyter kernel runs each notebook top to bottom
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids())
 def test_executes(
     path: Path, tmp_path: Path, kernel_env: Path, monkeypatch: pytest.MonkeyPatch

@@ -126,6 +126,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 @pytest.mark.parametrize("axis_types", ["explicit", "auto"])
 def test_optimizer_state_is_sharded_like_the_parameters(axis_types: str) -> None:
     result = run_on_eight_devices("-c", SCRIPT, axis_types)
@@ -213,6 +214,7 @@ NEWTON_CG_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 def test_newton_on_sharded_parameters_reaches_the_single_device_minimizer() -> None:
     """Dense and matrix-free Newton on weights sharded over "model", with automatic axes and
     with explicit ones (sharding in the types, where raveling needs the leaves resharded)."""
@@ -276,6 +278,7 @@ OPTAX_SHARDING_IDIOMS = textwrap.dedent(
 )
 
 
+@pytest.mark.integration  # a child process on 8 simulated devices
 def test_optax_sharding_idioms_for_every_optimizer() -> None:
     """optax's sharding checks on a mesh with explicit axes: init on abstract parameters, and the
     state's types (shape, dtype, sharding) the same after init and update, eagerly and under jit."""

@@ -1,13 +1,19 @@
-"""The lecture's experiments: the engine, the data, the problems, figures and reports.
+"""The lecture's experiments: ``python -m jaxopt_lectures run`` reproduces them all.
 
-``python -m jaxopt_lectures run`` runs them all (see :mod:`jaxopt_lectures.experiments.cli`). The
-building blocks are usable on their own:
+The machinery lives at this level, the experiments one level down (``docs/architecture.md``):
 
-- :mod:`~jaxopt_lectures.experiments.engine`: trajectories and MLP training runs compiled with
-  ``lax.scan``, sweeps with ``vmap``, early stopping;
-- :mod:`~jaxopt_lectures.experiments.data`: digits or any ``(X, y)``, split and standardized;
-- :mod:`~jaxopt_lectures.experiments.problems`: the quadratic, Rosenbrock, Beale, a saddle;
-- :mod:`~jaxopt_lectures.experiments.registry`: the experiments, one per lecture section.
+- :mod:`~jaxopt_lectures.experiments.cli`: the command line (subcommands ``list`` and ``run``);
+- :mod:`~jaxopt_lectures.experiments.runner`: runs one experiment's parts into a record;
+- :mod:`~jaxopt_lectures.experiments.store`, :mod:`~jaxopt_lectures.experiments.record`:
+  ``results.json``, one record per experiment and mode, merged under a lock;
+- :mod:`~jaxopt_lectures.experiments.report`: ``report.md`` and ``report.html``;
+- :mod:`~jaxopt_lectures.experiments.api`: the types an experiment is made of;
+- :mod:`~jaxopt_lectures.experiments.engine`: trajectories, sweeps and MLP training compiled with
+  ``lax.scan`` and ``vmap``;
+- :mod:`~jaxopt_lectures.experiments.data`, :mod:`~jaxopt_lectures.experiments.problems`,
+  :mod:`~jaxopt_lectures.experiments.figures`: data sets, 2-D test problems, drawing helpers;
+- :mod:`~jaxopt_lectures.experiments.lecture`: one module per lecture section;
+  :mod:`~jaxopt_lectures.experiments.registry` lists them.
 
 This package depends on the core library (``jaxopt_lectures.nn``, the optimizers, diagnostics);
 the core library never imports it. matplotlib, scikit-learn and tqdm are imported only when

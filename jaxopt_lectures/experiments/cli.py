@@ -1,23 +1,34 @@
-"""The main job's command line: ``python -m jaxopt_lectures [list | run ...]``.
+"""The main job's command line: ``python -m jaxopt_lectures [list | run ... | playground ...]``.
 
 Exit codes: 0 when every requested experiment ran (or had already run: it is skipped); 1 when an
-experiment failed (the others still run and the report shows the failure); 2 when the run could
-not start (an unknown experiment name, an output folder that cannot be written, a missing optional
-dependency, an unreadable ``--data`` file); 130 when interrupted (the finished experiments are
-kept). Errors are one line on stderr that says what to do, never a traceback.
+experiment failed (the others still run; the report shows the failure next to the last good
+result) or its result could not be written (a full disk: ``results.json`` keeps its previous
+content and the run stops); 2 when the run could not start (a bad argument such as ``--seed -1``,
+an unknown experiment name, an output folder that cannot be written, a missing optional
+dependency, an unreadable ``--data`` file); 130 when interrupted by Ctrl-C (SIGINT) or SIGTERM
+(the finished experiments are kept). Errors are one line on stderr that says what to do, never a
+traceback. How results are stored and merged: :mod:`~jaxopt_lectures.experiments.store`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+
+from jaxopt_lectures.experiments.record import Json, Mode, RunKey, RunRecord
+
+if TYPE_CHECKING:
+    from jaxopt_lectures.experiments.data import Dataset
+    from jaxopt_lectures.experiments.store import ResultsStore
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -26,10 +37,28 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "lecture-results"
+SEED_MAX = 2**31 - 1  # the runs use seed, seed + 1, ... as uint32 PRNG seeds
 
 
 class UsageError(Exception):
     """A problem that stops the run before it starts; the message says what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text!r}")
+    return value
 
 
 def _names() -> list[str]:
@@ -38,33 +67,18 @@ def _names() -> list[str]:
     return list(EXPERIMENTS)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jaxopt-lectures",
-        description=(
-            "Reproduce the lecture 'Learning as Optimization': every claim as an experiment with "
-            "a figure and numbers, written to an output folder (results.json, report.md, "
-            "report.html, PNG figures, an animated GIF). Offline: the data is scikit-learn's "
-            "bundled digits set. Without a command: 'run' with the defaults."
-        ),
-        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted.",
-    )
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("list", help="list the experiments")
-    sub.add_parser(
-        "playground", add_help=False, help="write the optimizer playground (one HTML page)"
-    )
-    run = sub.add_parser(
-        "run",
-        help="run experiments (all by default)",
-        description="Run the named experiments (all by default) and write the results.",
-    )
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (see 'list')")
     run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     run.add_argument(
         "--quick", action="store_true", help="smaller settings: everything in well under a minute"
     )
-    run.add_argument("--seed", type=int, default=0, help="base seed of data split and runs")
+    run.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help=f"base seed of the data split and the runs, in [0, {SEED_MAX}] (default: 0)",
+    )
     run.add_argument("--force", action="store_true", help="rerun experiments that already finished")
     run.add_argument(
         "--data",
@@ -78,11 +92,42 @@ def _parser() -> argparse.ArgumentParser:
         help="do not keep compiled programs in JAX's persistent cache "
         "($JAXOPT_LECTURES_CACHE, default ~/.cache/jaxopt_lectures/xla), which makes reruns faster",
     )
+
+
+class Subcommand(NamedTuple):
+    """A subcommand: its name, one line of help, its arguments, and what runs it (returning the
+    exit code). Add one to :data:`SUBCOMMANDS` to extend the command line."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jaxopt-lectures",
+        description=(
+            "Reproduce the lecture 'Learning as Optimization': every claim as an experiment with "
+            "a figure and numbers, written to an output folder (results.json, report.md, "
+            "report.html, PNG figures, an animated GIF). Offline: the data is scikit-learn's "
+            "bundled digits set. Without a command: 'run' with the defaults."
+        ),
+        epilog="Exit codes: 0 all ran, 1 an experiment failed, 2 could not start, 130 interrupted "
+        "(Ctrl-C or SIGTERM).",
+    )
+    sub = parser.add_subparsers(dest="command")
+    for command in SUBCOMMANDS:
+        command.add_arguments(sub.add_parser(command.name, help=command.help))
     return parser
 
 
 def _error(message: str) -> None:
-    print(f"jaxopt-lectures: error: {message}", file=sys.stderr)
+    print(f"jaxopt-lectures: error: {message}", file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"jaxopt-lectures: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -98,27 +143,41 @@ def _check_out_dir(out: Path) -> None:
         ) from err
 
 
-def _data_factory(path: str | None, seed: int) -> tuple[Callable[[bool], Any] | None, str]:
+class DataChoice(NamedTuple):
+    """The data of a run: how to build it, a description for the report, a content hash."""
+
+    factory: Callable[[bool], Dataset] | None
+    description: str
+    content_hash: str
+
+
+def _data_choice(path: str | None, seed: int) -> DataChoice:
+    from jaxopt_lectures.experiments.data import (
+        NPZ_FORMAT,
+        content_hash,
+        digits_arrays,
+        load_npz,
+        make_dataset,
+    )
+
     if path is None:
-        return None, "digits (scikit-learn's bundled set), split 60/20/20"
-    import numpy as np
-
-    from jaxopt_lectures.experiments.data import make_dataset
-
+        X, y = digits_arrays()
+        return DataChoice(
+            None, "digits (scikit-learn's bundled set), split 60/20/20", content_hash(X, y)
+        )
     try:
-        with np.load(path) as archive:
-            X, y = np.asarray(archive["X"]), np.asarray(archive["y"])
+        X, y = load_npz(path)
+    except ValueError as err:
+        raise UsageError(f"--data: {err}") from err
+    try:
         make_dataset(X, y, seed=seed)  # validate now, before any experiment runs
-    except (OSError, KeyError, ValueError) as err:
-        raise UsageError(
-            f"cannot use --data '{path}' ({err}); give an .npz file with arrays X (n, features) "
-            "and y (n,) of class labels"
-        ) from err
+    except ValueError as err:
+        raise UsageError(f"cannot use --data '{path}' ({err}); {NPZ_FORMAT}") from err
 
-    def factory(standardize: bool) -> Any:
+    def factory(standardize: bool) -> Dataset:
         return make_dataset(X, y, seed=seed, standardize=standardize)
 
-    return factory, f"{path} ({len(X)} examples)"
+    return DataChoice(factory, f"{path} ({len(X)} examples)", content_hash(X, y))
 
 
 def _enable_compilation_cache() -> None:
@@ -160,146 +219,168 @@ def _run(args: argparse.Namespace) -> int:
     selected = [n for n in names if n in args.names] if args.names else names
     out = Path(args.out)
     _check_out_dir(out)
-    factory, data_desc = _data_factory(args.data, args.seed)
+    data = _data_choice(args.data, args.seed)
     if not args.no_cache:
         _enable_compilation_cache()
-    return _execute(out, selected, names, args, factory, data_desc)
+    with _sigterm_as_interrupt():
+        return _execute(Invocation(out, selected, args, data))
 
 
-def _execute(
-    out: Path,
-    selected: Sequence[str],
-    order: list[str],
-    args: argparse.Namespace,
-    factory: Callable[[bool], Any] | None,
-    data_desc: str,
-) -> int:
-    from jaxopt_lectures.experiments import engine, report
-    from jaxopt_lectures.experiments.base import Context, jsonable
-    from jaxopt_lectures.experiments.registry import EXPERIMENTS
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a batch system's time limit) interrupts like
+    Ctrl-C: the finished experiments are kept, one line is printed, the exit code is 130. The
+    previous handler is restored afterwards. Only the main thread can install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Invocation(NamedTuple):
+    """One ``run`` command: where, which experiments, the parsed arguments, the data."""
+
+    out: Path
+    selected: list[str]
+    args: argparse.Namespace
+    data: DataChoice
+
+    @property
+    def key(self) -> RunKey:
+        import jaxopt_lectures
+
+        mode: Mode = "quick" if self.args.quick else "full"
+        return RunKey(
+            mode, int(self.args.seed), self.data.content_hash, jaxopt_lectures.__version__
+        )
+
+
+def _execute(run: Invocation) -> int:
+    """Run the selected experiments one by one, committing each record as it finishes."""
+    from jaxopt_lectures.experiments import report
+    from jaxopt_lectures.experiments.store import ResultsStore
 
     start = time.perf_counter()
-    results = report.load_results(out)
-    meta: dict[str, Any] = {
+    store = ResultsStore(run.out, warn=_warn)
+    store.prepare()
+    stored = store.load()
+    environment: dict[str, Json] = {
         "command": report.command_line(),
-        "quick": bool(args.quick),
-        "seed": int(args.seed),
-        "data": data_desc,
-        "started_at": report.now(),
         "versions": report.versions(),
         "machine": report.machine_info(),
-        "ran": [],
-        "skipped": [],
-        "failed": [],
     }
-    results["metadata"] = meta
-    results["schema"] = report.SCHEMA
-    progress_on = not args.no_progress and sys.stderr.isatty()
     print(
-        f"Writing to {out}/ ({'quick' if args.quick else 'full'} run, seed {args.seed}, "
-        f"{len(selected)} experiments; data: {data_desc})",
+        f"Writing to {run.out}/ ({run.key.mode} run, seed {run.key.seed}, "
+        f"{len(run.selected)} experiments; data: {run.data.description})",
         flush=True,
     )
-    status = EXIT_OK
-    ctx = Context(out_dir=out, quick=bool(args.quick), seed=int(args.seed), data_factory=factory)
-    for position, name in enumerate(selected, 1):
-        experiment = EXPERIMENTS[name]
-        done = results["experiments"].get(name)
-        if (
-            not args.force
-            and done is not None
-            and done.get("status") == "ok"
-            and done.get("quick") == meta["quick"]
-            and done.get("seed") == meta["seed"]
-            and done.get("data") == data_desc
-            and all((out / f).exists() for f in done.get("figures", []))
-        ):
-            meta["skipped"].append(name)
-            print(f"[{position}/{len(selected)}] {name}: already done, skipped (--force reruns)")
+    failed = [] if _playground(run) else ["playground"]
+    for position, name in enumerate(run.selected, 1):
+        counter = f"[{position}/{len(run.selected)}] {name}"
+        if not run.args.force and stored.done(name, run.key, run.out) is not None:
+            print(f"{counter}: already done, skipped (--force reruns)", flush=True)
             continue
-        bar = _progress(name, experiment.stages, progress_on)
-        ctx.advance = bar.update
-        compiled_before = len(engine.TIMINGS)
-        t0 = time.perf_counter()
-        entry: dict[str, Any] = {
-            "title": experiment.title,
-            "section": experiment.section,
-            "summary": experiment.summary,
-            "quick": meta["quick"],
-            "seed": meta["seed"],
-            "data": data_desc,
-        }
         try:
-            result = experiment.run(ctx)
+            record = _run_and_commit(run, name, store, environment)
         except KeyboardInterrupt:
-            bar.close()
-            meta["wall_time_s"] = time.perf_counter() - start
-            report.write_results(out, jsonable(results))
-            report.write_reports(out, results, order)
-            _error(f"interrupted during '{name}'; finished experiments are kept in {out}/")
+            _error(f"interrupted during '{name}'; finished experiments are kept in {run.out}/")
             return EXIT_INTERRUPTED
-        except Exception as err:  # one experiment failing must not lose the others
-            bar.close()
-            entry |= {
-                "status": "failed",
-                "error": f"{type(err).__name__}: {err}",
-                "traceback": traceback.format_exc(),
-                "wall_time_s": time.perf_counter() - t0,
-            }
-            meta["failed"].append(name)
-            status = EXIT_FAILED
-            _error(f"experiment '{name}' failed: {type(err).__name__}: {err}")
-        else:
-            bar.close()
-            compile_s = sum(t[1] for t in engine.TIMINGS[compiled_before:])
-            entry |= {
-                "status": "ok",
-                "finished_at": report.now(),
-                "wall_time_s": time.perf_counter() - t0,
-                "compile_time_s": compile_s,
-                "figures": result.figures,
-                "headlines": [list(h) for h in result.headlines],
-                "claims": [vars(c) for c in result.claims],
-                "settings": result.settings,
-                "numbers": result.numbers,
-            }
-            meta["ran"].append(name)
-            held = sum(c.held for c in result.claims)
+        except OSError as err:
+            _error(
+                f"cannot write the results to {run.out / 'results.json'} "
+                f"({err.strerror or err}); the file keeps its previous content: free space or "
+                "choose another folder with --out"
+            )
+            return EXIT_FAILED
+        if record.ok:
+            held = sum(c.held for c in record.claims)
             print(
-                f"[{position}/{len(selected)}] {name}: {entry['wall_time_s']:.1f} s, "
-                f"{held}/{len(result.claims)} claims held; "
-                + "; ".join(f"{k}: {v}" for k, v in result.headlines[:2]),
+                f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
+                + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
                 flush=True,
             )
-        results["experiments"][name] = jsonable(entry)
-        meta["wall_time_s"] = time.perf_counter() - start
-        results = jsonable(results)
-        meta = results["metadata"]
-        report.write_results(out, results)
-        report.write_reports(out, results, order)
-    try:  # the optimizer playground, linked from report.html
-        if args.force or not (out / "playground.html").exists():
-            from jaxopt_lectures.playground import build as build_playground
-
-            build_playground(out)
-        meta["playground"] = "playground.html"
-    except Exception as err:
-        status = EXIT_FAILED
-        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
-    meta["finished_at"] = report.now()
-    meta["wall_time_s"] = time.perf_counter() - start
-    report.write_results(out, jsonable(results))
-    report.write_reports(out, results, order)
+        else:
+            failed.append(name)
+            _error(f"experiment '{name}' failed: {record.error}")
     print(
-        f"Done in {meta['wall_time_s']:.1f} s: {out / 'report.md'}, {out / 'report.html'}, "
-        f"{out / 'results.json'}"
-        + (f"; FAILED: {', '.join(meta['failed'])}" if meta["failed"] else ""),
+        f"Done in {time.perf_counter() - start:.1f} s: {run.out / 'report.md'}, "
+        f"{run.out / 'report.html'}, {run.out / 'results.json'}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else ""),
         flush=True,
     )
-    return status
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def _list() -> int:
+def _playground(run: Invocation) -> bool:
+    """Write the optimizer playground into the output folder (unless it is there and no
+    ``--force``), before the experiments so that every report rendered links it; a failure is
+    one line, and the run goes on (exit code 1 at the end)."""
+    from jaxopt_lectures.experiments.report import PLAYGROUND
+
+    if not run.args.force and (run.out / PLAYGROUND).exists():
+        return True
+    try:
+        from jaxopt_lectures.playground import build
+
+        build(run.out)
+    except Exception as err:  # the experiments must still run
+        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
+        return False
+    return True
+
+
+def _playground_command(args: argparse.Namespace) -> int:
+    """``playground`` with the defaults; ``main`` hands the subcommand's own options (``--out``,
+    ``--steps``, ...) to :func:`jaxopt_lectures.playground.main` before parsing."""
+    del args
+    from jaxopt_lectures.playground import main as playground_main
+
+    _enable_compilation_cache()
+    return playground_main([])
+
+
+def _run_and_commit(
+    run: Invocation, name: str, store: ResultsStore, environment: Mapping[str, Json]
+) -> RunRecord:
+    """Run one experiment with its figures drawn into a staging folder, and commit its record
+    (good or failed) to the store; the reports are rendered in the same step."""
+    from jaxopt_lectures.experiments import report
+    from jaxopt_lectures.experiments.api import Config
+    from jaxopt_lectures.experiments.registry import EXPERIMENTS
+    from jaxopt_lectures.experiments.runner import run_experiment
+
+    experiment = EXPERIMENTS[name]
+    headings = {n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()}
+    progress_on = not run.args.no_progress and sys.stderr.isatty()
+    with store.staging() as staged:
+        bar = _progress(name, experiment.stages + 1, progress_on)
+        config = Config(run.key.mode == "quick", run.data.factory, bar.update)
+        try:
+            record = run_experiment(
+                experiment,
+                config,
+                run.key,
+                folder=staged,
+                data=run.data.description,
+                environment=environment,
+            )
+        finally:
+            bar.close()
+        return store.commit(
+            record, staged, lambda results: report.write_reports(run.out, results, headings)
+        )
+
+
+def _list(args: argparse.Namespace) -> int:
+    del args  # no options
     from jaxopt_lectures.experiments.registry import EXPERIMENTS
 
     width = max(map(len, EXPERIMENTS))
@@ -307,6 +388,20 @@ def _list() -> int:
         print(f"{name:<{width}}  {e.title}  [lecture: {e.section}]")
         print(f"{'':<{width}}  {e.summary}")
     return EXIT_OK
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("list", "list the experiments", lambda parser: None, _list),
+    Subcommand(
+        "playground",
+        "write the optimizer playground (one offline HTML page; --help for its options)",
+        lambda parser: None,
+        _playground_command,
+    ),
+    Subcommand(
+        "run", "run experiments (all by default) and write the results", _run_arguments, _run
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -321,10 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _enable_compilation_cache()
         return playground_main(argv[1:], prog=f"{parser.prog} playground")
     args = parser.parse_args(argv)
+    handlers = {command.name: command.handler for command in SUBCOMMANDS}
     try:
-        if args.command == "list":
-            return _list()
-        return _run(args)
+        return handlers[args.command](args)
     except UsageError as err:
         _error(str(err))
         return EXIT_USAGE

@@ -11,6 +11,7 @@ the digits) instead of dividing a rare non-zero test pixel by sqrt(eps).
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +19,12 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments._deps import require
 
-__all__ = ["Dataset", "digits", "make_dataset"]
+__all__ = ["Dataset", "content_hash", "digits", "digits_arrays", "load_npz", "make_dataset"]
+
+NPZ_FORMAT = (
+    "give an .npz file with arrays X (n, features) and y (n,) of class labels, as written by "
+    "np.savez(path, X=X, y=y)"
+)
 
 
 class Dataset(NamedTuple):
@@ -54,10 +60,113 @@ class Dataset(NamedTuple):
         )
 
 
-def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
-    digest = hashlib.sha1(np.ascontiguousarray(X, np.float32).tobytes())
-    digest.update(np.ascontiguousarray(y, np.int64).tobytes())
-    return digest.hexdigest()[:12]
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``X`` and ``y`` of an ``.npz`` file (``np.savez(path, X=X, y=y)``).
+
+    Raises ``ValueError`` with a message that names the expected format when the file is
+    missing, is not an ``.npz`` archive (a ``.npy`` array, a text file), lacks ``X`` or ``y``, or
+    stores Python objects (which are never unpickled).
+
+    Example:
+      >>> import numpy as np, tempfile, os
+      >>> from jaxopt_lectures.experiments.data import load_npz
+      >>> path = os.path.join(tempfile.mkdtemp(), "d.npz")
+      >>> np.savez(path, X=np.zeros((4, 2)), y=np.arange(4) % 2)
+      >>> [a.shape for a in load_npz(path)]
+      [(4, 2), (4,)]
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as err:
+        raise ValueError(f"cannot read '{path}' ({err.strerror or err}); {NPZ_FORMAT}") from err
+    except ValueError as err:  # not a NumPy file: NumPy would try to unpickle it
+        raise ValueError(f"'{path}' is not an .npz archive; {NPZ_FORMAT}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"'{path}' holds one array (.npy), not X and y; {NPZ_FORMAT}")
+    with archive:
+        absent = [k for k in ("X", "y") if k not in archive.files]
+        if absent:
+            raise ValueError(
+                f"'{path}' has the arrays {archive.files} but no {' or '.join(absent)}; "
+                f"{NPZ_FORMAT}"
+            )
+        try:
+            return np.asarray(archive["X"]), np.asarray(archive["y"])
+        except ValueError as err:  # object arrays: never unpickled
+            raise ValueError(
+                f"'{path}' stores Python objects, not numbers (X) and labels (y); {NPZ_FORMAT}"
+            ) from err
+
+
+def content_hash(X: np.ndarray, y: np.ndarray) -> str:
+    """A hash of the data's content (values, shapes, dtypes, labels), to tell whether stored
+    results were made on the same data. Renaming or re-saving the file does not change it.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxopt_lectures.experiments.data import content_hash
+      >>> a = content_hash(np.zeros((2, 2)), np.array([0, 1]))
+      >>> a == content_hash(np.zeros((2, 2)), np.array([0, 1])), len(a)
+      (True, 16)
+      >>> a == content_hash(np.ones((2, 2)), np.array([0, 1]))
+      False
+    """
+    digest = hashlib.sha256()
+    for array in (np.asarray(X), np.asarray(y)):
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _features(X: np.ndarray) -> np.ndarray:
+    """``X`` as float32 ``(n, features)``, or ``ValueError`` saying what is wrong with it."""
+    if X.ndim < 2:
+        raise ValueError(f"make_dataset: X must be (n, features), got shape {X.shape}")
+    if len(X) == 0:
+        raise ValueError(f"make_dataset: X has no examples (shape {X.shape})")
+    if X[0].size == 0:
+        raise ValueError(f"make_dataset: X has no features (shape {X.shape})")
+    if np.iscomplexobj(X):
+        raise ValueError(
+            "make_dataset: X is complex; give real numbers (for instance the real and imaginary "
+            "parts as separate features)"
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"make_dataset: X must hold numbers, got dtype {X.dtype}")
+    X = X.reshape(len(X), -1)
+    bad = int(np.sum(~np.isfinite(X)))
+    if bad:
+        raise ValueError(f"make_dataset: X has {bad} non-finite values (nan or inf)")
+    limit = float(np.finfo(np.float32).max)
+    if X.dtype.kind == "f" and np.max(np.abs(X)) > limit:
+        raise ValueError(
+            f"make_dataset: X has values beyond float32's range (|x| <= {limit:.3g}); rescale X"
+        )
+    return X.astype(np.float32)
+
+
+def _labels(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct labels and ``y`` re-coded as ``0 .. num_classes - 1``; ``ValueError`` when
+    ``y`` does not look like class labels."""
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"make_dataset: y must be (n,) with n = {n}, got shape {y.shape}")
+    if y.dtype.kind not in "biufUS":
+        raise ValueError(f"make_dataset: y must hold class labels (ints or strings), got {y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError(
+            "make_dataset: y must hold class labels (integers or strings), got non-integer "
+            f"numbers such as {y[~(y == np.round(y))][:1]}: a continuous target is not a class"
+        )
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("make_dataset: y needs at least two classes")
+    if len(classes) > n // 2:
+        raise ValueError(
+            f"make_dataset: y has {len(classes)} distinct labels for {n} examples; class labels "
+            "repeat (at least 2 examples per class on average), so y does not look like class "
+            "labels"
+        )
+    return classes, codes.reshape(-1)
 
 
 def make_dataset(
@@ -74,7 +183,10 @@ def make_dataset(
 
     Args:
       X: inputs, shape ``(n, features)`` (anything else is flattened to that).
-      y: integer class labels, shape ``(n,)``; they are re-coded to ``0 .. num_classes - 1``.
+      y: class labels, shape ``(n,)``: integers, integral floats or strings; they are re-coded
+        to ``0 .. num_classes - 1`` in sorted order. Non-integer numbers (a continuous target),
+        a label per example, complex or non-finite ``X``, or values beyond float32 raise
+        ``ValueError``.
       seed: the seed of the shuffle.
       fractions: the train, validation and test fractions; they must add up to 1.
       standardize: apply the lecture's input normalization, x_hat = (x - mu) / sigma, with the
@@ -97,20 +209,12 @@ def make_dataset(
     """
     X = np.asarray(X)
     y = np.asarray(y)
-    if X.ndim < 2 or len(X) != len(y) or y.ndim != 1:
-        raise ValueError(
-            f"make_dataset: X must be (n, features) and y (n,) with the same n; got X {X.shape} "
-            f"and y {y.shape}"
-        )
-    X = X.reshape(len(X), -1).astype(np.float32)
-    if not np.all(np.isfinite(X)):
-        raise ValueError("make_dataset: X has non-finite values")
+    source = content_hash(X, y)
+    X = _features(X)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three numbers >= 0 adding up to 1, got {fractions}")
-    classes, codes = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError("make_dataset: y needs at least two classes")
-    name = name or f"user:{_fingerprint(X, y)}"
+    classes, codes = _labels(y, len(X))
+    name = name or f"user:{source[:12]}"
     order = np.random.default_rng(seed).permutation(len(X))
     X, codes = X[order], codes[order].astype(np.int32)
     n_train = round(fractions[0] * len(X))
@@ -141,6 +245,12 @@ def digits(*, seed: int = 0, standardize: bool = True) -> Dataset:
     Offline: the data ships inside scikit-learn. Standardized per pixel with the training set's
     statistics and the standard deviation floored at 1 gray level, unless ``standardize=False``.
     """
+    X, y = digits_arrays()
+    return make_dataset(X, y, seed=seed, standardize=standardize, min_std=1.0, name="digits")
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as they ship: ``X`` (1797, 64) gray levels, ``y`` (1797,)."""
     datasets = require("sklearn.datasets")
     X, y = datasets.load_digits(return_X_y=True)
-    return make_dataset(X, y, seed=seed, standardize=standardize, min_std=1.0, name="digits")
+    return np.asarray(X), np.asarray(y)

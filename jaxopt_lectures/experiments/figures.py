@@ -2,7 +2,7 @@
 
 Shared helpers only: a pyplot with readable defaults, the level curves of a 2-D problem, seed
 bands, consistent colors per optimizer, atomic saving (PNG and the race's animated GIF). Each
-experiment module draws its own figure with them.
+experiment draws its own figure with them in its ``figure(result)``; the runner saves it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 
 from jaxopt_lectures.experiments._deps import require
 from jaxopt_lectures.experiments.problems import Problem
-from jaxopt_lectures.experiments.report import atomic_file
+from jaxopt_lectures.experiments.store import atomic_file
 
-__all__ = ["COLORS", "band", "contour", "pyplot", "save", "save_animation"]
+__all__ = ["COLORS", "band", "contour", "per_rate", "pyplot", "save", "save_animation"]
 
 COLORS = {
     "sgd": "#1f77b4",
@@ -74,7 +74,6 @@ def save(fig: Any, path: Path) -> str:
 
 def save_animation(
     fig: Any,
-    static: Sequence[Any],
     draw_frame: Callable[[int], Sequence[Any]],
     frames: Sequence[int],
     path: Path,
@@ -82,13 +81,12 @@ def save_animation(
 ) -> str:
     """Write an animated GIF atomically with Pillow (matplotlib's own dependency); close ``fig``.
 
-    The figure is rendered once with everything that does not move (``static`` artists, e.g. the
-    contour lines); each frame then restores that background and draws only the artists that
+    The figure is rendered once with everything that does not move (e.g. the contour lines);
+    each frame then restores that background and draws only the artists that
     ``draw_frame(frame)`` returns (blitting), which is ~10x faster than matplotlib's
     ``PillowWriter``, which redraws the whole figure for every frame.
     """
     image_mod = require("PIL.Image")
-    del static  # drawn with the background
     path = Path(path)
     canvas = fig.canvas
     moving = list(draw_frame(frames[0]))
@@ -167,9 +165,27 @@ def band(
         )
 
 
-def legend_outside(ax: Any, handles: Sequence[Any] | None = None) -> None:
-    """A legend to the right of ``ax``."""
-    kwargs: dict[str, Any] = {"loc": "center left", "bbox_to_anchor": (1.02, 0.5)}
-    if handles is not None:
-        kwargs["handles"] = handles
-    ax.legend(**kwargs)
+def per_rate(
+    ax: Any,
+    rates: np.ndarray,
+    values: np.ndarray,
+    *,
+    color: str,
+    label: str,
+    crosses: np.ndarray | None = None,
+    cross_at: float = 0.0,
+) -> None:
+    """One number per learning rate as a line with dots (non-finite values leave a gap); the
+    rates where ``crosses`` is True (never reached, did not train) as crosses at ``cross_at``."""
+    rates = np.asarray(rates)
+    shown = np.where(np.isfinite(values), values, np.nan)
+    ax.plot(rates, shown, "o-", color=color, label=label, linewidth=2)
+    if crosses is not None:
+        ax.plot(
+            rates[crosses],
+            np.full(int(np.sum(crosses)), cross_at),
+            "x",
+            color=color,
+            markersize=10,
+            markeredgewidth=2.5,
+        )

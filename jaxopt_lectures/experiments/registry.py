@@ -1,8 +1,13 @@
-"""The experiments, in the lecture's order: one per section, each a module with ``run(ctx)``."""
+"""The experiments, in the lecture's order: one line per experiment (each is a module of
+:mod:`jaxopt_lectures.experiments.lecture`). The CLI, the runner and the report take them from
+here."""
 
 from __future__ import annotations
 
-from jaxopt_lectures.experiments import (
+from typing import Any
+
+from jaxopt_lectures.experiments.api import Experiment
+from jaxopt_lectures.experiments.lecture import (
     activations,
     batch_norm,
     gradients,
@@ -12,81 +17,19 @@ from jaxopt_lectures.experiments import (
     overfitting,
     race,
 )
-from jaxopt_lectures.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS"]
 
-EXPERIMENTS: dict[str, Experiment] = {
+EXPERIMENTS: dict[str, Experiment[Any]] = {
     e.name: e
     for e in (
-        Experiment(
-            name="gradients",
-            title="Vanishing and exploding gradients",
-            section="Problem: vanishing or exploding gradients",
-            summary="sigma' <= 1/4; per-layer gradient norms of a deep sigmoid vs ReLU MLP; "
-            "the deep linear network's lambda^k",
-            stages=4,
-            run=gradients.run,
-        ),
-        Experiment(
-            name="newton",
-            title="Gradient descent vs Newton-Raphson on the quadratic",
-            section="2nd order methods",
-            summary="theta . A theta with a1 << a2: GD zig-zags for dozens of steps, Newton "
-            "lands in one",
-            stages=2,
-            run=newton.run,
-        ),
-        Experiment(
-            name="race",
-            title="The optimizers raced on Rosenbrock, Beale and a saddle",
-            section="Experimentally",
-            summary="SGD, momentum, NAG, AdaGrad, RMSprop, AdaDelta, Adam, Newton: trajectories, "
-            "loss curves, an animated GIF",
-            stages=3,
-            run=race.run,
-        ),
-        Experiment(
-            name="optimizers",
-            title="The optimizers training an MLP on digits",
-            section="Improving optimization",
-            summary="training and validation loss per epoch and test accuracy for every optimizer",
-            stages=2,
-            run=optimizers.run,
-        ),
-        Experiment(
-            name="overfitting",
-            title="Overfitting, early stopping and dropout",
-            section="Overfitting; Dropout",
-            summary="a 2x512 MLP on 200 examples: validation loss turns up; early stopping; "
-            "dropout and the generalization gap",
-            stages=2,
-            run=overfitting.run,
-        ),
-        Experiment(
-            name="input-normalization",
-            title="Input normalization",
-            section="Input normalization",
-            summary="raw vs standardized inputs: the largest rate that trains and the speed",
-            stages=2,
-            run=normalization.run,
-        ),
-        Experiment(
-            name="batch-norm",
-            title="Batch normalization",
-            section="Normalizing in between layers (batch normalization)",
-            summary="3x100 sigmoid with and without BN: steps to 90%, stable rates, Hessian top "
-            "eigenvalue",
-            stages=3,
-            run=batch_norm.run,
-        ),
-        Experiment(
-            name="relu-vs-sigmoid",
-            title="ReLU vs sigmoid",
-            section="Why ReLU is better (sometimes)",
-            summary="the same 4x128 MLP with ReLU and with sigmoid units: epochs to 90%",
-            stages=2,
-            run=activations.run,
-        ),
+        gradients.EXPERIMENT,
+        newton.EXPERIMENT,
+        race.EXPERIMENT,
+        optimizers.EXPERIMENT,
+        overfitting.EXPERIMENT,
+        normalization.EXPERIMENT,
+        batch_norm.EXPERIMENT,
+        activations.EXPERIMENT,
     )
 }

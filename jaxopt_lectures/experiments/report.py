@@ -1,73 +1,56 @@
-"""``results.json``, ``report.md`` and ``report.html``: written atomically after every experiment.
+"""``report.md`` and ``report.html``, rendered from the records of ``results.json`` alone.
 
-``results.json`` is the machine-readable record: run metadata (versions, machine, seed, quick
-flag, wall time) and, per experiment, its status, settings, claims (held or not, with what was
-measured), headline numbers and every number behind its figure. The two reports are rendered from
-that file alone, so an interrupted run still leaves a consistent report of what finished.
+The reports are rendered by :meth:`~jaxopt_lectures.experiments.store.ResultsStore.commit` from
+what it has just written, under the same lock, so they always show the file's records: per
+experiment and mode the last good result (claims, headline numbers, figures, settings) and, next to
+it, a failure of a later run. One document model (headings, paragraphs, lists, tables, images)
+is emitted twice, as Markdown and as HTML. Also here: where and how a run happened (versions, the
+machine, the command line), which every record carries.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from jaxopt_lectures.experiments.record import MODES, Json, RunRecord
+from jaxopt_lectures.experiments.store import Results, write_atomic
 
 __all__ = [
-    "RESULTS",
-    "atomic_file",
-    "load_results",
+    "Heading",
+    "command_line",
     "machine_info",
+    "now",
+    "render_html",
+    "render_markdown",
     "versions",
-    "write_atomic",
-    "write_reports",
-    "write_results",
 ]
 
-RESULTS = "results.json"
-SCHEMA = 1
+TITLE = "Learning as Optimization: the lecture, reproduced"
 
 
-@contextlib.contextmanager
-def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator[str]:
-    """Yield the name of a temporary file next to ``path`` to write; when the block ends without
-    an error, give the file the usual permissions (``mkstemp`` makes it 0600) and move it onto
-    ``path`` with ``os.replace``, so a reader (or an interrupted run) sees the old file or the new
-    one, never half of one. On an error the temporary file is removed and ``path`` is untouched.
-    ``suffix`` is the temporary name's ending (matplotlib picks the image format from it)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+class Heading(NamedTuple):
+    """How the report introduces an experiment: its title, lecture section and summary."""
+
+    title: str
+    section: str
+    summary: str
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`atomic_file`), flushed to disk first."""
-    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+Order = Mapping[str, Heading]  # the experiments in the report's order, with their headings
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, Json]:
     """Versions of Python and of the packages the results depend on."""
-    out = {"python": platform.python_version()}
+    out: dict[str, Json] = {"python": platform.python_version()}
     for name in (
         "jaxopt_lectures",
         "jax",
@@ -95,7 +78,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> dict[str, Json]:
     """The machine: OS, CPU model, cores usable by this process, JAX backend and device, load."""
     import jax
 
@@ -104,7 +87,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 0
     try:
-        load = list(os.getloadavg())
+        load: list[Json] = list(os.getloadavg())
     except OSError:
         load = []
     device = jax.devices()[0]
@@ -118,173 +101,250 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def load_results(out_dir: Path) -> dict[str, Any]:
-    """The stored results of an earlier run in ``out_dir``, or an empty record.
-
-    A file that cannot be read or parsed is treated as absent (it is rewritten whole).
-    """
-    path = Path(out_dir) / RESULTS
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"schema": SCHEMA, "metadata": {}, "experiments": {}}
-    if not isinstance(data, dict) or not isinstance(data.get("experiments"), dict):
-        return {"schema": SCHEMA, "metadata": {}, "experiments": {}}
-    return data
+PLAYGROUND = "playground.html"
+PLAYGROUND_LINK = "The optimizer playground: every method on 2-D test functions, with sliders"
 
 
-def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    """Write ``results.json`` atomically (strict JSON: non-finite numbers are strings)."""
-    write_atomic(
-        Path(out_dir) / RESULTS, json.dumps(results, indent=1, allow_nan=False, sort_keys=False)
-    )
+@dataclass(frozen=True)
+class Block:
+    """One piece of a report: ``kind`` is ``"h1"``, ``"h2"``, ``"h3"``, ``"p"``, ``"ul"``,
+    ``"table"`` (``rows[0]`` is the header), ``"img"`` or ``"link"`` (``text`` is the target,
+    ``rows[0][0]`` the words shown); a ``"p"`` may be ``strong``."""
+
+    kind: str
+    text: str = ""
+    rows: tuple[tuple[str, ...], ...] = ()
+    strong: bool = False
 
 
-def _claims_rows(results: dict[str, Any], order: list[str]) -> list[tuple[str, str, bool, str]]:
-    rows = []
-    for name in order:
-        entry = results["experiments"].get(name)
-        if not entry or entry.get("status") != "ok":
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Block:
+    return Block("table", rows=(tuple(header), *(tuple(map(str, r)) for r in rows)))
+
+
+def _yes(held: bool) -> str:
+    return "yes" if held else "no"
+
+
+def _records(results: Results, order: Order) -> Iterator[tuple[str, str, RunRecord]]:
+    """(experiment, mode, last good record) in the registry's order, full before quick."""
+    for name in [*order, *sorted(set(results.experiments) - set(order))]:
+        for mode in MODES:
+            result = results.slot(name, mode).result
+            if result is not None:
+                yield name, mode, result
+
+
+def _entries(env: Mapping[str, Json], key: str) -> Mapping[str, Json]:
+    value = env.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _header(results: Results) -> list[Block]:
+    records = [
+        r
+        for slots in results.experiments.values()
+        for s in slots.values()
+        for r in (s.result, s.failure)
+        if r is not None
+    ]
+    if not records:
+        return [Block("p", "No experiment has run in this folder yet.")]
+    newest = max(records, key=lambda r: r.finished_at)
+    machine = _entries(newest.environment, "machine")
+    vers = _entries(newest.environment, "versions")
+    good = sum(r.ok for r in records)
+    lines = [
+        f"Records: {good} good results and {len(records) - good} failed later runs, of "
+        f"{len(results.experiments)} experiments (full and quick runs are kept apart)",
+        f"Newest: finished {newest.finished_at} by `{newest.environment.get('command', '')}`",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores usable, "
+        f"{machine.get('platform', '')}; JAX backend {machine.get('jax_backend', '?')} "
+        f"({machine.get('device', '?')})",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+    ]
+    return [Block("ul", rows=tuple((line,) for line in lines))]
+
+
+def _experiment(name: str, results: Results, order: Order) -> list[Block]:
+    slots = results.experiments.get(name, {})
+    heading = order.get(name, Heading(name, "-", ""))
+    blocks = [
+        Block("h2", f"{heading.title} ({name})"),
+        Block("p", f"Lecture section: {heading.section}. {heading.summary}"),
+    ]
+    for mode in MODES:
+        slot = slots.get(mode)
+        if slot is None:
             continue
-        for claim in entry["claims"]:
-            rows.append((name, claim["claim"], bool(claim["held"]), claim["measured"]))
-    return rows
+        blocks.append(Block("h3", f"{mode} run"))
+        if slot.failure is not None:
+            f = slot.failure
+            later = "; the result below is the last good one" if slot.result else ""
+            blocks.append(
+                Block(
+                    "p",
+                    f"A run failed (seed {f.key.seed}, finished "
+                    f"{f.finished_at}): {f.error}{later}.",
+                    strong=True,
+                )
+            )
+        r = slot.result
+        if r is None:
+            continue
+        blocks.append(
+            Block(
+                "p",
+                f"Seed {r.key.seed}; data: {r.data}; finished {r.finished_at}; "
+                f"wall time {r.wall_time_s:.1f} s (compiling "
+                f"{r.compile_time_s:.1f} s); jaxopt_lectures {r.key.version}.",
+            )
+        )
+        blocks += [Block("img", figure) for figure in r.figures]
+        blocks.append(
+            _table(
+                ("claim", "held?", "measured", "rule"),
+                [(c.claim, _yes(c.held), c.measured, c.rule) for c in r.claims],
+            )
+        )
+        settings = ", ".join(f"{k}: {v}" for k, v in r.settings.items())
+        blocks.append(Block("p", f"Settings: {settings}."))
+    return blocks
+
+
+def document(results: Results, order: Order, playground: str | None = None) -> list[Block]:
+    """The report as blocks: the header, every claim, failures, headline numbers, then each
+    experiment with its figures (experiments in ``order``, then any others). ``playground`` is
+    the optimizer playground's file name in the output folder, linked under the header."""
+    records = list(_records(results, order))
+    held = sum(c.held for *_, r in records for c in r.claims)
+    total = sum(len(r.claims) for *_, r in records)
+    failures = [
+        (name, mode, s.failure)
+        for name in [*order, *sorted(set(results.experiments) - set(order))]
+        for mode, s in results.experiments.get(name, {}).items()
+        if s.failure is not None
+    ]
+    blocks = [
+        Block("h1", TITLE),
+        *_header(results),
+        *([Block("link", playground, ((PLAYGROUND_LINK,),))] if playground else []),
+        Block("h2", "The lecture's claims, as measured"),
+    ]
+    blocks.append(
+        Block(
+            "p",
+            f"{held} of {total} claims held in the last good runs. A claim that "
+            "did not hold is shown as measured: the rule that decides it is "
+            "stated with each experiment below.",
+        )
+    )
+    blocks.append(
+        _table(
+            ("experiment", "mode", "claim", "held?", "measured"),
+            [(n, m, c.claim, _yes(c.held), c.measured) for n, m, r in records for c in r.claims],
+        )
+    )
+    if failures:
+        blocks.append(Block("h2", "Failed runs (the last good result of each is kept)"))
+        blocks.append(
+            _table(
+                ("experiment", "mode", "seed", "finished", "error"),
+                [(n, m, f.key.seed, f.finished_at, f.error or "") for n, m, f in failures],
+            )
+        )
+    blocks.append(Block("h2", "Headline numbers"))
+    blocks.append(
+        _table(
+            ("experiment", "mode", "quantity", "value"),
+            [(n, m, k, v) for n, m, r in records for k, v in r.headlines],
+        )
+    )
+    for name in [*order, *sorted(set(results.experiments) - set(order))]:
+        if name in results.experiments:
+            blocks += _experiment(name, results, order)
+    return blocks
 
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _header_lines(meta: dict[str, Any]) -> list[str]:
-    machine = meta.get("machine", {})
-    vers = meta.get("versions", {})
-    lines = [
-        f"- Command: `{meta.get('command', '')}`",
-        f"- Mode: {'quick' if meta.get('quick') else 'full'}; seed {meta.get('seed')}; data: "
-        f"{meta.get('data', '')}",
-        f"- Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores usable, "
-        f"{machine.get('platform', '')}; JAX backend {machine.get('jax_backend', '?')} "
-        f"({machine.get('device', '?')}); load average at start "
-        f"{', '.join(f'{v:.2f}' for v in machine.get('load_average_1_5_15min', []))}",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
-        f"- Finished: {meta.get('finished_at', 'not yet')}; wall time of this invocation "
-        f"{meta.get('wall_time_s', 0):.1f} s (experiments run now: "
-        f"{', '.join(meta.get('ran', [])) or 'none'}; skipped as already done: "
-        f"{', '.join(meta.get('skipped', [])) or 'none'})",
-    ]
-    return lines
+def render_markdown(results: Results, order: Order, playground: str | None = None) -> str:
+    """The human report in Markdown (figures linked from the output folder)."""
+    out: list[str] = []
+    for b in document(results, order, playground):
+        if b.kind in ("h1", "h2", "h3"):
+            out += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind == "p":
+            out += [f"**{b.text}**" if b.strong else b.text, ""]
+        elif b.kind == "ul":
+            out += [f"- {row[0]}" for row in b.rows] + [""]
+        elif b.kind == "img":
+            out += [f"![{b.text}]({b.text})", ""]
+        elif b.kind == "link":
+            out += [f"[{b.rows[0][0]}]({b.text})", ""]
+        elif b.kind == "table":
+            header, *rows = b.rows
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "---|" * len(header))
+            out += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+            out.append("")
+    return "\n".join(out)
 
 
-def render_markdown(results: dict[str, Any], order: list[str]) -> str:
-    """The human report: metadata, the claims table, then every experiment's figure and numbers."""
-    meta = results.get("metadata", {})
-    out = ["# Learning as Optimization: the lecture, reproduced", ""]
-    out += [*_header_lines(meta), ""]
-    rows = _claims_rows(results, order)
-    held = sum(r[2] for r in rows)
-    out += [
-        "## The lecture's claims, as measured",
-        "",
-        f"{held} of {len(rows)} claims held in this run. A claim that did not hold is shown as "
-        "measured: the rule that decides it is stated with each experiment below.",
-        "",
-        "| experiment | claim | held? | measured |",
-        "|---|---|---|---|",
-    ]
-    out += [
-        f"| {n} | {_md_cell(c)} | {'yes' if h else '**no**'} | {_md_cell(m)} |"
-        for n, c, h, m in rows
-    ]
-    out += ["", "## Headline numbers", "", "| experiment | quantity | value |", "|---|---|---|"]
-    for name in order:
-        entry = results["experiments"].get(name)
-        if entry and entry.get("status") == "ok":
-            out += [f"| {name} | {_md_cell(k)} | {_md_cell(v)} |" for k, v in entry["headlines"]]
-    for name in order:
-        entry = results["experiments"].get(name)
-        if not entry:
-            continue
-        out += ["", f"## {entry.get('title', name)} (`{name}`)", ""]
-        out += [f"Lecture section: *{entry.get('section', '')}*. {entry.get('summary', '')}", ""]
-        if entry.get("status") != "ok":
-            out += [f"**This experiment failed:** `{entry.get('error', '')}`", ""]
-            continue
-        for figure in entry["figures"]:
-            out += [f"![{name}]({figure})", ""]
-        out += [
-            f"Wall time {entry['wall_time_s']:.1f} s (compiling {entry['compile_time_s']:.1f} s)."
-        ]
-        out += ["", "| claim | held? | measured | rule |", "|---|---|---|---|"]
-        out += [
-            f"| {_md_cell(c['claim'])} | {'yes' if c['held'] else '**no**'} | "
-            f"{_md_cell(c['measured'])} | {_md_cell(c['rule'])} |"
-            for c in entry["claims"]
-        ]
-        settings = ", ".join(f"{k}: {v}" for k, v in entry.get("settings", {}).items())
-        out += ["", f"Settings: {settings}."]
-    return "\n".join(out) + "\n"
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "vertical-align:top;font-size:14px}th{background:#f3f3f3}img{max-width:100%;border:1px "
+    "solid #eee}.no,strong{color:#b00}.yes{color:#070}"
+)
 
 
-def render_html(results: dict[str, Any], order: list[str]) -> str:
-    """The same report as a standalone HTML page (figures linked from the same folder)."""
-    meta = results.get("metadata", {})
+def render_html(results: Results, order: Order, playground: str | None = None) -> str:
+    """The same report as a standalone HTML page (figures linked from the output folder)."""
     e = html.escape
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>Learning as Optimization: the lecture, reproduced</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
-        "line-height:1.4}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;vertical-align:top;font-size:14px}th{background:#f3f3f3}"
-        "img{max-width:100%;border:1px solid #eee}.no{color:#b00;font-weight:bold}"
-        ".yes{color:#070}</style></head><body>",
-        "<h1>Learning as Optimization: the lecture, reproduced</h1><ul>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(TITLE)}</title>",
+        f"<style>{STYLE}</style></head><body>",
     ]
-    for line in _header_lines(meta):
-        parts.append(f"<li>{e(line[2:].replace('`', ''))}</li>")
-    if meta.get("playground"):
-        parts.append(f"<li><a href='{e(meta['playground'])}'>Optimizer playground</a></li>")
-    parts.append("</ul><h2>The lecture's claims, as measured</h2><table>")
-    parts.append("<tr><th>experiment</th><th>claim</th><th>held?</th><th>measured</th></tr>")
-    for n, c, h, m in _claims_rows(results, order):
-        cls, word = ("yes", "yes") if h else ("no", "no")
-        parts.append(
-            f"<tr><td>{e(n)}</td><td>{e(c)}</td><td class='{cls}'>{word}</td><td>{e(m)}</td></tr>"
-        )
-    parts.append("</table><h2>Headline numbers</h2><table>")
-    parts.append("<tr><th>experiment</th><th>quantity</th><th>value</th></tr>")
-    for name in order:
-        entry = results["experiments"].get(name)
-        if entry and entry.get("status") == "ok":
-            for k, v in entry["headlines"]:
-                parts.append(f"<tr><td>{e(name)}</td><td>{e(k)}</td><td>{e(v)}</td></tr>")
-    parts.append("</table>")
-    for name in order:
-        entry = results["experiments"].get(name)
-        if not entry:
-            continue
-        parts.append(f"<h2>{e(entry.get('title', name))} ({e(name)})</h2>")
-        parts.append(f"<p><i>{e(entry.get('section', ''))}</i>. {e(entry.get('summary', ''))}</p>")
-        if entry.get("status") != "ok":
-            parts.append(f"<p class='no'>This experiment failed: {e(entry.get('error', ''))}</p>")
-            continue
-        for figure in entry["figures"]:
-            parts.append(f"<p><img src='{e(figure)}' alt='{e(name)}'></p>")
-        parts.append("<table><tr><th>claim</th><th>held?</th><th>measured</th><th>rule</th></tr>")
-        for c in entry["claims"]:
-            cls = "yes" if c["held"] else "no"
+    for b in document(results, order, playground):
+        if b.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
+        elif b.kind == "p":
             parts.append(
-                f"<tr><td>{e(c['claim'])}</td><td class='{cls}'>{cls}</td>"
-                f"<td>{e(c['measured'])}</td><td>{e(c['rule'])}</td></tr>"
+                f"<p><strong>{e(b.text)}</strong></p>" if b.strong else f"<p>{e(b.text)}</p>"
             )
-        parts.append("</table>")
+        elif b.kind == "ul":
+            parts.append(
+                "<ul>" + "".join(f"<li>{e(r[0].replace('`', ''))}</li>" for r in b.rows) + "</ul>"
+            )
+        elif b.kind == "img":
+            parts.append(f"<p><img src='{e(b.text)}' alt='{e(b.text)}'></p>")
+        elif b.kind == "link":
+            parts.append(f"<p><a href='{e(b.text)}'>{e(b.rows[0][0])}</a></p>")
+        elif b.kind == "table":
+            header, *rows = b.rows
+            cells = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
+            for r in rows:
+                cells.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td class='{v}'>{v}</td>" if h == "held?" else f"<td>{e(v)}</td>"
+                        for h, v in zip(header, r, strict=True)
+                    )
+                    + "</tr>"
+                )
+            parts.append("<table>" + "".join(cells) + "</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_reports(out_dir: Path, results: dict[str, Any], order: list[str]) -> None:
-    """Write ``report.md`` and ``report.html`` atomically from ``results``."""
-    write_atomic(Path(out_dir) / "report.md", render_markdown(results, order))
-    write_atomic(Path(out_dir) / "report.html", render_html(results, order))
+def write_reports(out_dir: Path, results: Results, order: Order) -> None:
+    """Write ``report.md`` and ``report.html`` atomically from ``results``; both link the
+    optimizer playground when ``out_dir`` holds it."""
+    playground = PLAYGROUND if (Path(out_dir) / PLAYGROUND).exists() else None
+    write_atomic(Path(out_dir) / "report.md", render_markdown(results, order, playground))
+    write_atomic(Path(out_dir) / "report.html", render_html(results, order, playground))
 
 
 def now() -> str:

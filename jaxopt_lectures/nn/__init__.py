@@ -8,7 +8,7 @@ and returned, randomness comes from an explicit PRNG key, and all of it runs und
 - dropout: :func:`dropout`
 - input normalization: :func:`normalizer_init`, :func:`normalizer_update`, :func:`normalizer_merge`,
   :func:`normalizer_fit`, :func:`normalize`
-- a multi-layer perceptron: :func:`mlp_init`, :func:`mlp_apply`
+- a multi-layer perceptron: :func:`mlp_init`, :func:`mlp_apply`, or :class:`MLPConfig`
 """
 
 from jaxopt_lectures.nn.batch_norm import (
@@ -18,7 +18,7 @@ from jaxopt_lectures.nn.batch_norm import (
     batch_norm_init,
 )
 from jaxopt_lectures.nn.dropout import dropout
-from jaxopt_lectures.nn.mlp import ACTIVATIONS, mlp_apply, mlp_init
+from jaxopt_lectures.nn.mlp import ACTIVATIONS, MLPConfig, mlp_apply, mlp_init
 from jaxopt_lectures.nn.normalize import (
     NormalizerState,
     normalize,
@@ -32,6 +32,7 @@ __all__ = [
     "ACTIVATIONS",
     "BatchNormParams",
     "BatchNormState",
+    "MLPConfig",
     "NormalizerState",
     "batch_norm",
     "batch_norm_init",

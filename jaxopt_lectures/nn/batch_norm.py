@@ -16,7 +16,6 @@ and inference normalizes with them instead of the batch's statistics. Here delta
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 import jax
@@ -24,13 +23,18 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxopt_lectures._checks import check_bool, check_dtype, check_positive, check_unit_interval
+from jaxopt_lectures._checks import (
+    check_bool,
+    check_dtype,
+    check_int,
+    check_positive,
+    check_unit_interval,
+)
 from jaxopt_lectures._tree import compute_dtype, safe_increment
+from jaxopt_lectures.nn._axis import AxisName
 from jaxopt_lectures.nn.normalize import batch_moments
 
 __all__ = ["BatchNormParams", "BatchNormState", "batch_norm", "batch_norm_init"]
-
-AxisName = Hashable | tuple[Hashable, ...]
 
 
 class BatchNormParams(NamedTuple):
@@ -71,8 +75,7 @@ def batch_norm_init(
       >>> params.scale, params.bias  # the lecture's gamma and beta
       (Array([1., 1., 1.], dtype=float32), Array([0., 0., 0.], dtype=float32))
     """
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+    check_int("num_features", num_features)
     check_dtype("dtype", dtype)
     params = BatchNormParams(
         scale=jnp.ones(num_features, dtype), bias=jnp.zeros(num_features, dtype)
@@ -192,7 +195,7 @@ def batch_norm(
         y = (x.astype(cd) - state.mean.astype(cd)) * (inv * scale) + bias
         return y.astype(x.dtype), state
 
-    count, mean, m2 = batch_moments(x.astype(cd), tuple(range(x.ndim - 1)), axis_name)
+    count, mean, m2 = batch_moments(x.astype(cd), tuple(range(x.ndim - 1)), axis_name, "batch_norm")
     if count == 0:
         raise ValueError(f"batch_norm: x has shape {x.shape}: an empty batch has no statistics.")
     if count == 1 and not allow_single_example:

@@ -75,6 +75,12 @@ def dropout(
         )
     if not training or (not isinstance(rate, jax.Array) and float(rate) == 0.0):
         return x
+    if not hasattr(key, "dtype"):  # None, a Python int: not a key
+        raise ValueError(
+            f"dropout: training with rate > 0 needs a PRNG key, got {key!r}. Pass "
+            "key=jax.random.key(seed) and a new one for every mini-batch "
+            "(jax.random.fold_in(key, step)), or training=False for inference."
+        )
     keep = 1.0 - rate
     mask_shape = tuple(1 if d in dims else s for d, s in enumerate(x.shape))
     mask = jax.random.bernoulli(key, keep, mask_shape)

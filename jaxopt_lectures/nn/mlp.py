@@ -1,4 +1,5 @@
-"""A multi-layer perceptron as two pure functions, for the experiments and the tests.
+"""A multi-layer perceptron as two pure functions, for the experiments and the tests, and
+:class:`MLPConfig`, the architecture in one value that builds and applies them.
 
     h^[0] = x,   h^[l] = dropout(g(BN(W^[l] h^[l-1] + b^[l]))),   logits = W^[L] h^[L-1] + b^[L]
 
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxopt_lectures._checks import check_bool, check_dtype, check_unit_interval
+from jaxopt_lectures._checks import check_bool, check_dtype, check_int, check_unit_interval
+from jaxopt_lectures.nn._axis import AxisName
 from jaxopt_lectures.nn.batch_norm import BatchNormState, batch_norm, batch_norm_init
 from jaxopt_lectures.nn.dropout import dropout
 
@@ -87,8 +89,10 @@ def mlp_init(
     check_bool("batch_norm", batch_norm)
     check_dtype("dtype", dtype)
     sizes = list(sizes)
-    if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-        raise ValueError(f"sizes must be at least two positive ints [in, ..., out], got {sizes}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must be at least two ints [in, ..., out], got {sizes}")
+    for i, n in enumerate(sizes):
+        check_int(f"sizes[{i}]", n)
     init = _DEFAULT_INIT[activation] if init is None else init
     if init not in ("he", "glorot"):
         raise ValueError(f"init must be 'he', 'glorot' or None, got {init!r}")
@@ -132,7 +136,7 @@ def mlp_apply(
     dropout_rate: float | jax.Array = 0.0,
     bn_decay: float = 0.9,
     bn_eps: float = 1e-5,
-    axis_name: Hashable | None = None,
+    axis_name: AxisName | None = None,
 ) -> tuple[jax.Array, MLPState]:
     """The MLP's logits, and the batch-norm state after this call.
 
@@ -201,3 +205,76 @@ def mlp_apply(
             h = dropout(jax.random.fold_in(key, index), h, dropout_rate, training=True)
     last = params[-1]
     return h @ last["w"] + last["b"], new_state
+
+
+class MLPConfig(NamedTuple):
+    """An MLP's architecture in one value: the hidden layer sizes (the input and output sizes come
+    from the data), the activation, batch norm before every activation, dropout after it, and the
+    initialization (``None``: He for ReLU, Glorot otherwise).
+
+    :meth:`init_params` and :meth:`apply` call :func:`mlp_init` and :func:`mlp_apply` with these
+    settings, so the activation is given once and cannot differ between the two.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
+      >>> mlp = jl.nn.MLPConfig(hidden=(8,), activation="tanh", dropout_rate=0.5)
+      >>> params, state = mlp.init_params(jax.random.key(0), num_inputs=4, num_outputs=3)
+      >>> logits, state = mlp.apply(params, state, jnp.ones((5, 4)), training=False)
+      >>> logits.shape, mlp.describe()
+      ((5, 3), '1x8 tanh + dropout 0.5')
+    """
+
+    hidden: tuple[int, ...]
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout_rate: float = 0.0
+    init: str | None = None
+
+    def init_params(
+        self, key: jax.Array, num_inputs: int, num_outputs: int, dtype: Any = jnp.float32
+    ) -> tuple[MLPParams, MLPState]:
+        """Parameters and batch-norm state (:func:`mlp_init`) for these input and output sizes."""
+        return mlp_init(
+            key,
+            [num_inputs, *self.hidden, num_outputs],
+            activation=self.activation,
+            batch_norm=self.batch_norm,
+            init=self.init,
+            dtype=dtype,
+        )
+
+    def apply(
+        self,
+        params: MLPParams,
+        state: MLPState,
+        x: ArrayLike,
+        *,
+        training: bool,
+        key: jax.Array | None = None,
+        axis_name: AxisName | None = None,
+    ) -> tuple[jax.Array, MLPState]:
+        """The logits and the new batch-norm state (:func:`mlp_apply`); dropout only when
+        ``training``."""
+        return mlp_apply(
+            params,
+            state,
+            x,
+            activation=self.activation,
+            training=training,
+            key=key,
+            dropout_rate=self.dropout_rate if training else 0.0,
+            axis_name=axis_name,
+        )
+
+    def describe(self) -> str:
+        """For instance ``"2x128 relu"`` or ``"3x100 sigmoid + batch norm"``."""
+        sizes = set(self.hidden)
+        shape = (
+            f"{len(self.hidden)}x{self.hidden[0]}"
+            if len(sizes) == 1
+            else "-".join(map(str, self.hidden))
+        )
+        extras = [" + batch norm" if self.batch_norm else ""]
+        if self.dropout_rate:
+            extras.append(f" + dropout {self.dropout_rate:g}")
+        return f"{shape} {self.activation}" + "".join(extras)

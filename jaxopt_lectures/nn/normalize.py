@@ -14,7 +14,7 @@ been seen in one piece. The state is plain data: fit it on the training set, the
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -24,6 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxopt_lectures._checks import check_dtype, check_non_negative
 from jaxopt_lectures._tree import compute_dtype
+from jaxopt_lectures.nn._axis import AxisName, psum_count
 
 __all__ = [
     "NormalizerState",
@@ -34,33 +35,46 @@ __all__ = [
     "normalizer_update",
 ]
 
-AxisName = Hashable | tuple[Hashable, ...]
-
 
 class NormalizerState(NamedTuple):
     """Streaming statistics of the data seen so far, one entry per input component.
 
     ``count`` is kept in the floating dtype of the state, so it never wraps around the way an int32
     counter does after 2**31 examples (in float32 it is exact up to 2**24 examples and rounds, with
-    a relative error of 6e-8, beyond that). ``var`` is the lecture's biased variance M2 / count.
+    a relative error of 6e-8, beyond that). The sum of squared deviations is kept as
+    ``M2 = m2 * scale**2`` with ``scale`` a power of two per component: 1 for ordinary data (then
+    ``m2`` is M2 itself, bit for bit), larger only when the deviations are so large that their
+    squares would overflow the dtype (|x - mu| above 2**32 in float32), so that data whose
+    values are finite always gives finite statistics and a finite standardization.
+    ``var`` is the lecture's biased variance M2 / count.
     """
 
     count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
     mean: jax.Array
     m2: jax.Array
+    scale: jax.Array
+
+    def _per_state(self, a: jax.Array) -> jax.Array:  # broadcast count over a stack of states
+        return a.reshape(a.shape + (1,) * (self.m2.ndim - a.ndim))
 
     @property
     def var(self) -> jax.Array:
         """The lecture's ``sigma^2 = M2 / |D|`` (biased, as sklearn's ``StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
+        Where sigma^2 itself is beyond the dtype's range (|x| around 1e20 and more in float32) it
+        is inf; :func:`normalize` works from sigma and stays finite.
         """
-        count = jnp.maximum(self.count, 1)
-        return self.m2 / count.reshape(count.shape + (1,) * (self.m2.ndim - count.ndim))
+        return self.m2 / self._per_state(jnp.maximum(self.count, 1)) * self.scale * self.scale
+
+    def std(self, eps: float = 0.0) -> jax.Array:
+        """sqrt(sigma^2 + eps), computed without squaring ``scale`` (finite for finite data)."""
+        scaled_var = self.m2 / self._per_state(jnp.maximum(self.count, 1))
+        return jnp.sqrt(scaled_var + eps / (self.scale * self.scale)) * self.scale
 
 
 def batch_moments(
-    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None
+    x: jax.Array, axes: tuple[int, ...], axis_name: AxisName | None = None, caller: str = "nn"
 ) -> tuple[int, jax.Array, jax.Array]:
     """Count, mean and M2 (sum of squared deviations) of ``x`` over ``axes``, without cancellation.
 
@@ -79,39 +93,94 @@ def batch_moments(
     Gradients: the shift is under ``stop_gradient``. The result does not depend on it, so the
     derivatives are those of the textbook formulas, at a lower cost.
     """
+    count, mean, m2, _ = scaled_moments(x, axes, axis_name, caller, guard=False)
+    return count, mean, m2
+
+
+# Deviations are divided by a power of two 2**k (exact) when they exceed 2**(max_exponent / 4):
+# their squares then stay below 2**(max_exponent / 2), and sums of up to 2**(max_exponent / 2)
+# of them cannot overflow (float32: deviations up to 2**32 ~ 4e9 are not scaled at all).
+def _scale_for(magnitude: jax.Array) -> jax.Array:
+    """A power of two per entry: 1 when ``magnitude`` is small enough to square and sum."""
+    limit = jnp.finfo(magnitude.dtype).maxexp // 4
+    _, exponent = jnp.frexp(magnitude)
+    return jnp.ldexp(jnp.ones_like(magnitude), jnp.maximum(exponent - limit, 0))
+
+
+def scaled_moments(
+    x: jax.Array,
+    axes: tuple[int, ...],
+    axis_name: AxisName | None = None,
+    caller: str = "nn",
+    *,
+    guard: bool = True,
+) -> tuple[int, jax.Array, jax.Array, jax.Array]:
+    """Count, mean and M2 of ``x`` over ``axes`` as ``(count, mean, m2, scale)``, M2 = m2 scale^2.
+
+    As :func:`batch_moments`, and safe from overflow for any finite ``x``: the values are divided
+    by a power of two before the first sum, and the deviations before they are squared. For
+    ordinary data both powers are 1 and the numbers are those of :func:`batch_moments`, bit for
+    bit. ``scale`` has the shape of ``mean``. ``caller`` names the public function in the error
+    raised for an ``axis_name`` that is not mapped. ``guard=False`` leaves the guard out (scale
+    1): :func:`batch_moments` for batch norm, whose activations stay far from overflow and whose
+    training loop should not pay for the two extra reductions.
+    """
     count = math.prod(x.shape[a] for a in axes)
     if axis_name is not None:
-        count = lax.psum(count, axis_name)
+        count = psum_count(count, axis_name, caller)
+    zeros = jnp.zeros(tuple(s for a, s in enumerate(x.shape) if a not in axes), x.dtype)
     if count == 0:
-        zeros = jnp.zeros(tuple(s for a, s in enumerate(x.shape) if a not in axes), x.dtype)
-        return 0, zeros, zeros
+        return 0, zeros, zeros, jnp.ones_like(zeros)
 
-    sums: Any = jnp.sum(x, axis=axes, keepdims=True)
-    if axis_name is not None:
-        sums = lax.psum(sums, axis_name)
-    shift = lax.stop_gradient(sums / count)  # first pass: (close to) the mean
+    def reduce(fn: Any, value: Any, collective: Any) -> Any:
+        out = fn(value, axis=axes, keepdims=True)
+        return out if axis_name is None else collective(out, axis_name)
+
+    # The powers of two and the shift are constants for differentiation (pmax has no JVP rule,
+    # so the gradient is stopped on their inputs); the result does not depend on them.
+    x_const = lax.stop_gradient(x)
+    if guard:
+        first = _scale_for(reduce(jnp.max, jnp.abs(x_const), lax.pmax))
+        shift = reduce(jnp.sum, x_const / first, lax.psum) / count * first
+    else:
+        shift = reduce(jnp.sum, x_const, lax.psum) / count
     d = x - shift
+    if guard:
+        scale = _scale_for(reduce(jnp.max, jnp.abs(lax.stop_gradient(d)), lax.pmax))
+        d = d / scale
     sums = (jnp.sum(d, axis=axes), jnp.sum(d * d, axis=axes))  # second pass, centered
     if axis_name is not None:
         sums = lax.psum(sums, axis_name)  # one collective for both sums
     s1, s2 = sums
-    mean = jnp.squeeze(shift, axis=axes) + s1 / count
     m2 = jnp.maximum(s2 - s1 * s1 / count, 0.0)
-    return count, mean, m2
+    if not guard:
+        return count, jnp.squeeze(shift, axis=axes) + s1 / count, m2, jnp.ones_like(m2)
+    scale = jnp.squeeze(scale, axis=axes)
+    return count, jnp.squeeze(shift, axis=axes) + s1 / count * scale, m2, scale
 
 
 def _merge(
-    state: NormalizerState, count_b: ArrayLike, mean_b: jax.Array, m2_b: jax.Array
+    state: NormalizerState,
+    count_b: ArrayLike,
+    mean_b: jax.Array,
+    m2_b: jax.Array,
+    scale_b: jax.Array,
 ) -> NormalizerState:
-    """Chan et al.'s parallel formula: the statistics of the union of two disjoint sets."""
+    """Chan et al.'s parallel formula: the statistics of the union of two disjoint sets.
+
+    Every term of M2 is brought to the common power-of-two scale (exactly) before it is added.
+    """
     dtype = state.mean.dtype
-    count_a, mean_a, m2_a = state
+    count_a, mean_a, m2_a, scale_a = state
     count = count_a + jnp.asarray(count_b, dtype)
     weight_b = jnp.where(count > 0, count_b / jnp.maximum(count, 1), 0.0)  # n_b / n
     delta = mean_b.astype(dtype) - mean_a  # mean_b - mean_a
     mean = mean_a + delta * weight_b
-    m2 = m2_a + m2_b.astype(dtype) + delta * delta * count_a * weight_b  # + delta^2 n_a n_b / n
-    return NormalizerState(count=count.astype(dtype), mean=mean, m2=m2)
+    scale = jnp.maximum(jnp.maximum(scale_a, scale_b.astype(dtype)), _scale_for(jnp.abs(delta)))
+    ra, rb, rd = scale_a / scale, scale_b.astype(dtype) / scale, delta / scale
+    # M2 = M2_a + M2_b + delta^2 n_a n_b / n, in units of scale^2
+    m2 = m2_a * ra * ra + m2_b.astype(dtype) * rb * rb + rd * rd * count_a * weight_b
+    return NormalizerState(count=count.astype(dtype), mean=mean, m2=m2, scale=scale)
 
 
 def normalizer_init(shape: int | Sequence[int], dtype: Any = jnp.float32) -> NormalizerState:
@@ -124,7 +193,7 @@ def normalizer_init(shape: int | Sequence[int], dtype: Any = jnp.float32) -> Nor
       dtype: a floating dtype for the state (count included).
 
     Returns:
-      A ``NormalizerState`` with count 0, mean 0 and M2 0.
+      A ``NormalizerState`` with count 0, mean 0, M2 0 (and scale 1).
 
     Example:
       >>> import jax.numpy as jnp, jaxopt_lectures as jl
@@ -136,7 +205,7 @@ def normalizer_init(shape: int | Sequence[int], dtype: Any = jnp.float32) -> Nor
     check_dtype("dtype", dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     zeros = jnp.zeros(shape, dtype)
-    return NormalizerState(count=jnp.zeros([], dtype), mean=zeros, m2=zeros)
+    return NormalizerState(count=jnp.zeros([], dtype), mean=zeros, m2=zeros, scale=zeros + 1)
 
 
 def normalizer_update(
@@ -183,10 +252,12 @@ def normalizer_update(
         )
     cd = compute_dtype(state.mean.dtype, batch.dtype)
     axes = tuple(range(batch.ndim - feature_ndim))
-    count_b, mean_b, m2_b = batch_moments(batch.astype(cd), axes, axis_name)
+    count_b, mean_b, m2_b, scale_b = scaled_moments(
+        batch.astype(cd), axes, axis_name, "normalizer_update"
+    )
     if count_b == 0:
         return state
-    merged = _merge(jax.tree.map(lambda a: a.astype(cd), state), count_b, mean_b, m2_b)
+    merged = _merge(jax.tree.map(lambda a: a.astype(cd), state), count_b, mean_b, m2_b, scale_b)
     return jax.tree.map(lambda new, old: new.astype(old.dtype), merged, state)
 
 
@@ -208,7 +279,7 @@ def normalizer_merge(state_a: NormalizerState, state_b: NormalizerState) -> Norm
             f"normalizer_merge: the states keep statistics of shapes {state_a.mean.shape} and "
             f"{state_b.mean.shape}; only states of the same shape can be merged."
         )
-    return _merge(state_a, state_b.count, state_b.mean, state_b.m2)
+    return _merge(state_a, state_b.count, state_b.mean, state_b.m2, state_b.scale)
 
 
 def normalizer_fit(
@@ -292,5 +363,4 @@ def normalize(
             f"normalize: x has shape {x.shape} but the normalizer keeps statistics of shape "
             f"{shape}; x must have shape (..., *{shape})."
         )
-    std = jnp.maximum(jnp.sqrt(state.var + eps), min_std)
-    return (x - state.mean) / std
+    return (x - state.mean) / jnp.maximum(state.std(eps), min_std)

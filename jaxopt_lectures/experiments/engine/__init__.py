@@ -1,0 +1,56 @@
+"""The experiment engine: whole trajectories, sweeps and training runs compiled with ``lax.scan``.
+
+Pure functions of their inputs, each compiling one program per call:
+
+- :mod:`.trajectories`: an optimizer on a small 2-D problem (:func:`run_trajectories`);
+- :mod:`.sweeps`: one program for many settings as lanes of a ``vmap``
+  (:func:`sweep_trajectories` over learning rates, :func:`select_optimizer` over optimizers);
+- :mod:`.training`: MLPs trained on a data set with early stopping (:func:`train`);
+- :mod:`.measures`: what is read off a curve (:func:`first_reach`);
+- :mod:`.timing`: compile and run times, collected by a :class:`Timer` the caller passes in.
+"""
+
+from jaxopt_lectures.experiments.engine.measures import first_reach
+from jaxopt_lectures.experiments.engine.sweeps import select_optimizer, sweep_trajectories
+from jaxopt_lectures.experiments.engine.timing import Timer, Timing, timed
+from jaxopt_lectures.experiments.engine.training import (
+    MLP,
+    History,
+    OptimizerFactory,
+    TrainCarry,
+    TrainRun,
+    cross_entropy,
+    init_carry,
+    train,
+    train_step,
+)
+from jaxopt_lectures.experiments.engine.trajectories import (
+    LossFn,
+    Trajectory,
+    TrajectoryJob,
+    run_trajectories,
+    trajectory,
+)
+
+__all__ = [
+    "MLP",
+    "History",
+    "LossFn",
+    "OptimizerFactory",
+    "Timer",
+    "Timing",
+    "TrainCarry",
+    "TrainRun",
+    "Trajectory",
+    "TrajectoryJob",
+    "cross_entropy",
+    "first_reach",
+    "init_carry",
+    "run_trajectories",
+    "select_optimizer",
+    "sweep_trajectories",
+    "timed",
+    "train",
+    "train_step",
+    "trajectory",
+]

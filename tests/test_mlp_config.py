@@ -1,0 +1,49 @@
+"""``jl.nn.MLPConfig`` builds and applies the same network as ``mlp_init`` / ``mlp_apply`` with
+its settings, so the activation is given once."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_lectures import nn
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_config_matches_the_functions(activation: str) -> None:
+    mlp = nn.MLPConfig((16, 8), activation, batch_norm=True, dropout_rate=0.25)
+    key = jax.random.key(3)
+    params, state = mlp.init_params(key, num_inputs=5, num_outputs=4)
+    ref_params, ref_state = nn.mlp_init(key, [5, 16, 8, 4], activation=activation, batch_norm=True)
+    jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+    x = jax.random.normal(jax.random.key(4), (6, 5))
+    for training in (True, False):
+        logits, new = mlp.apply(params, state, x, training=training, key=jax.random.key(5))
+        ref, ref_new = nn.mlp_apply(
+            ref_params,
+            ref_state,
+            x,
+            activation=activation,
+            training=training,
+            key=jax.random.key(5),
+            dropout_rate=0.25 if training else 0.0,
+        )
+        np.testing.assert_array_equal(logits, ref)
+        jax.tree.map(np.testing.assert_array_equal, new, ref_new)
+
+
+def test_describe_and_validation() -> None:
+    assert nn.MLPConfig((100, 100, 100), "sigmoid", batch_norm=True).describe() == (
+        "3x100 sigmoid + batch norm"
+    )
+    assert nn.MLPConfig((64, 32)).describe() == "64-32 relu"
+    with pytest.raises(ValueError, match="activation must be one of"):
+        nn.MLPConfig((4,), "swish").init_params(jax.random.key(0), 2, 2)
+    with pytest.raises(ValueError, match=r"sizes\[1\] must be an int >= 1"):
+        nn.MLPConfig((0,)).init_params(jax.random.key(0), 2, 2)
+    mlp = nn.MLPConfig((4,), dropout_rate=0.5)
+    params, state = mlp.init_params(jax.random.key(0), 2, 2)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        mlp.apply(params, state, jnp.ones((3, 2)), training=True)
