@@ -155,9 +155,17 @@ class Results:
             "tables": self.tables,
             "raw": raw,
         }
-        target.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        text = json.dumps(record, indent=1, default=_plain)
+        target.write_text(text + "\n", encoding="utf-8")
         print(f"\nSaved {target}", flush=True)
         return target
+
+
+def _plain(value: Any) -> Any:
+    """NumPy and JAX scalars and arrays as plain Python numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def _now() -> str:

@@ -334,19 +334,37 @@ def variant_tx(spec: Spec, variant: str) -> optax.GradientTransformation:
     return spec.peer()  # "optax", "optax again"
 
 
-def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner:
+@functools.cache
+def torch_device() -> str:
+    """PyTorch runs where JAX does: "cuda" when JAX's default backend is a GPU, else "cpu"."""
+    assert torch is not None
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def torch_sync() -> None:
+    if torch is not None and torch_device() == "cuda":
+        torch.cuda.synchronize()
+
+
+def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner | None:
+    """PyTorch's ``impl`` ("foreach" or "fused") implementation; None where it has none."""
     assert torch is not None
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(n, generator=gen) for n in sizes]
+    params = [torch.randn(n, generator=gen).to(torch_device()) for n in sizes]
     for p in params:
         p.requires_grad_(True)
-        p.grad = 1e-2 * torch.randn(p.numel(), generator=gen).reshape(p.shape)
+        p.grad = 1e-2 * torch.randn(p.numel(), generator=gen).reshape(p.shape).to(p.device)
     kwargs = dict(spec.torch_kwargs, **{impl: True})
-    opt = getattr(torch.optim, spec.torch_cls)(params, **kwargs)
-    opt.step()  # creates the state
+    try:
+        opt = getattr(torch.optim, spec.torch_cls)(params, **kwargs)
+        opt.step()  # creates the state
+    except (RuntimeError, ValueError) as err:  # e.g. no fused kernel for this device
+        print(f"  (torch {spec.torch_cls} {impl} on {torch_device()}: {err})", flush=True)
+        return None
 
     def run() -> None:
         opt.step()
+        torch_sync()
 
     state_bytes = sum(
         t.nbytes
@@ -376,12 +394,13 @@ def triad_runner() -> Runner:
 def torch_triad() -> Callable[[], None]:
     """The same triad in PyTorch: what a PyTorch step follows (see :func:`interleave`)."""
     assert torch is not None
-    a = torch.zeros(TRIAD_SIZE)
-    b = torch.ones(TRIAD_SIZE)
-    c = torch.full((TRIAD_SIZE,), 2.0)
+    a = torch.zeros(TRIAD_SIZE, device=torch_device())
+    b = torch.ones(TRIAD_SIZE, device=torch_device())
+    c = torch.full((TRIAD_SIZE,), 2.0, device=torch_device())
 
     def run() -> None:
         torch.add(b, c, alpha=3.0, out=a)
+        torch_sync()
 
     return run
 
@@ -578,9 +597,11 @@ def bench_shape(
                 runners += [RemoteRunner(v + suffix, worker, v, info[v]) for v in variants]
             triad = RemoteRunner("triad", workers[""], "triad", {})
         if use_torch and torch is not None:
-            runners.append(torch_runner("torch foreach", spec, sizes, "foreach"))
-            if spec.torch_fused:
-                runners.append(torch_runner("torch fused", spec, sizes, "fused"))
+            impls = ["foreach", "fused"] if spec.torch_fused else ["foreach"]
+            for impl in impls:
+                runner = torch_runner(f"torch {impl}", spec, sizes, impl)
+                if runner is not None:
+                    runners.append(runner)
         times = interleave([*runners, triad], rounds, warmup)
         triad_times += times.pop("triad")
         memory = {r.name: r.info() for r in runners}
