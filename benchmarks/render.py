@@ -21,21 +21,17 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 OUTPUT = ROOT / "docs" / "performance.md"
 COMMAND = "python benchmarks/render.py"
 # Page order; benchmarks not listed here follow in alphabetical order.
-ORDER = ["optimizers", "optimizers-mof", "packed-compile", "mainjob", "engine", "newton"]
+ORDER = [
+    "optimizers",
+    "optimizers-mof",
+    "compile",
+    "compile-mixed",
+    "mainjob",
+    "engine",
+    "newton",
+]
 
-INTRO = """\
-# Performance
-
-What an optimizer step, a compilation and the main job cost, measured by the scripts in
-`benchmarks/`. Each section below names the command that produced it, the machine, how busy the
-machine was (load averages before and after: on a shared machine other processes take a share
-of the cores), the package versions and the date. Ratios are always between measurements of the
-same run, interleaved, so a busy neighbour slows both sides alike; absolute times on a busy
-machine are upper bounds.
-
-Run everything again (CPU or GPU) with `python benchmarks/run_all.py`, then `{command}`
-to regenerate this page.
-"""
+INTRO = ROOT / "benchmarks" / "performance_intro.md"  # hand-written, included verbatim
 
 
 def load_results(folder: Path = RESULTS_DIR) -> list[dict[str, Any]]:
@@ -91,7 +87,8 @@ def render(folder: Path = RESULTS_DIR) -> str:
     sections = [render_record(r) for r in load_results(folder)]
     if not sections:
         sections = ["No results yet: run `python benchmarks/run_all.py`."]
-    return "\n\n".join([header, INTRO.format(command=COMMAND).strip(), *sections]) + "\n"
+    intro = INTRO.read_text(encoding="utf-8").strip()
+    return "\n\n".join([header, intro, *sections]) + "\n"
 
 
 def main() -> int:
