@@ -226,7 +226,7 @@ def main() -> None:
             "CPU time",
             "import jax",
             "XLA compile",
-            "programs compiled",
+            "programs compiled or loaded",
             "trace + lower",
             "cache hits",
             "rest (run, Python, figures)",
@@ -236,9 +236,9 @@ def main() -> None:
         notes="Fresh process per run; 'CPU time' is the user + system time of the process (all its "
         "threads): on a busy machine it grows less than the wall time; cold = empty "
         "compilation cache folder, warm = the same command again with the folder the cold run "
-        "filled. 'programs compiled' counts XLA "
-        "backend compilations (cache misses and programs below the cache's minimum compile "
-        "time).",
+        "filled. 'XLA compile' and 'programs compiled or loaded' count every program handed to "
+        "XLA, whether compiled or loaded from the cache ('cache hits'); the cache keeps only "
+        "programs that took at least jax_persistent_cache_min_compile_time_secs to compile.",
     )
     for mode in args.modes:
         cold, warm = runs[f"{mode} cold"], runs[f"{mode} warm"]
@@ -270,7 +270,7 @@ def main() -> None:
                 "cold: trace + lower",
                 "cold: rest",
                 "warm: wall",
-                "warm: XLA compile (programs)",
+                "warm: XLA compile or load (programs)",
                 "warm: cache hits",
             ],
             rows,
