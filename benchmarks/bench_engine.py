@@ -1,4 +1,4 @@
-"""The engine's compiled loops against a Python loop over a jitted step (issue 5, acceptance 3).
+"""The engine's compiled loops against a Python loop over a jitted step.
 
 Every case trains with the same step function the engine uses
 (``jaxopt_lectures.experiments.engine.train_step``, or one optimizer update for the 2-D problems),

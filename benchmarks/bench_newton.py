@@ -18,7 +18,7 @@ Each timing is one jitted ``update`` (gradient given), after a warm-up call that
 calls are interleaved (grad, newton, newton_cg, grad, ...) and the median and the min-max spread
 over the repeats are printed, with ``block_until_ready``. OPENBLAS_NUM_THREADS is set to 1 (the
 LAPACK factorizations of jaxlib on CPU go through OpenBLAS; with 2 threads and a busy neighbour a
-500x500 solve went from 3 ms to 144 ms on these machines, see PERF-NOTES).
+500x500 solve went from 3 ms to 144 ms on a shared 2-core machine).
 """
 
 from __future__ import annotations

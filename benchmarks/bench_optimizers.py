@@ -18,7 +18,7 @@ one function with the parameter and state buffers donated (``donate_argnums=(0, 
 updates them in place; without donation every call writes into freshly allocated memory and pays
 its page faults (3.5-7x slower on one 10M leaf). PyTorch's ``opt.step()`` updates in place too.
 
-Peers, with settings that give the same numbers as ours (DESIGN.md's table): optax; PyTorch's
+Peers, with settings that give the same numbers as ours (see OPTIMIZERS below): optax; PyTorch's
 ``foreach`` and ``fused`` implementations when torch is installed (``fused`` exists for SGD,
 Adagrad and Adam only). Ours is measured twice: the default, and wrapped in :func:`jl.packed`
 (all state in one buffer per dtype).
