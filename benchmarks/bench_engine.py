@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _machine import describe_machine, load_average
+from _machine import Results, describe_machine, load_average
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments.data import digits
@@ -270,43 +270,65 @@ def bench_trajectory(repeats: int, num_steps: int = 1000) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed epochs per method")
+    parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
     args = parser.parse_args()
+    results = Results(
+        "engine",
+        "Compiled epochs against Python loops",
+        "The engine's compiled loops (one lax.scan per epoch, seeds vmap-ed) against a Python "
+        "loop over a jitted step, in steps per second of one run.",
+    )
     print(f"Machine: {describe_machine()}")
     print(f"Load average before: {load_average()} (1, 5, 15 min)")
-    print(
-        "MLP rows: one epoch of the digits (1,078 training examples in mini-batches of 64, or "
-        "16); with N seeds, N runs: vmap-ed in the compiled epoch, one after the other in the "
-        f"loops. Medians of {args.repeats} interleaved repeats, compile excluded, in steps of "
-        "one run per second. 'ceiling' = max(dispatch, compiled step) / compiled step.\n"
-    )
-    header = (
-        f"| {'case':<28} | {'loop':>11} | {'everyday loop':>13} | {'dispatch only':>13} | "
-        f"{'compiled':>11} | {'compiled / loop':>15} | {'/ everyday':>10} | {'ceiling':>7} | "
-        f"{'spread loop / compiled':>22} | {'max diff':>8} |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c) - 1) + ":" for c in header.split("|")[1:-1]) + "|")
     ratios = []
+    raw = {}
+    table = []
     rows = [(name, lambda c=case: bench_mlp(*c, args.repeats)) for name, case in CASES.items()]
     rows.append(("Rosenbrock (2-D), adam", lambda: bench_trajectory(args.repeats)))
     for name, run in rows:
         r = run()
+        raw[name] = r
         ratio = r["loop"] / r["compiled"]
         ratios.append(ratio)
         ceiling = max(r["dispatch"], r["compiled"]) / r["compiled"]
-        print(
-            f"| {name:<28} | {1 / r['loop']:>11,.0f} | {1 / r['everyday']:>13,.0f} | "
-            f"{1 / r['dispatch']:>13,.0f} | {1 / r['compiled']:>11,.0f} | {ratio:>14.1f}x | "
-            f"{r['everyday'] / r['compiled']:>9.1f}x | {ceiling:>6.1f}x | "
-            f"{100 * r['loop spread']:>11.0f}% / {100 * r['compiled spread']:>5.0f}% | "
-            f"{r['max_param_diff']:>8.1e} |",
-            flush=True,
+        table.append(
+            [
+                name,
+                f"{1 / r['loop']:,.0f}",
+                f"{1 / r['everyday']:,.0f}",
+                f"{1 / r['dispatch']:,.0f}",
+                f"{1 / r['compiled']:,.0f}",
+                f"{ratio:.1f}x",
+                f"{r['everyday'] / r['compiled']:.1f}x",
+                f"{ceiling:.1f}x",
+                f"{100 * r['loop spread']:.0f}% / {100 * r['compiled spread']:.0f}%",
+                f"{r['max_param_diff']:.1e}",
+            ]
         )
+        print(f"  {name}: compiled / loop {ratio:.1f}x", flush=True)
     print(f"\nLoad average after: {load_average()}")
-    print(
-        f"Speed-up of the compiled loops over the fastest Python loop: {min(ratios):.1f}x to "
-        f"{max(ratios):.1f}x"
+    results.table(
+        "Steps per second of one run",
+        [
+            "case",
+            "loop",
+            "everyday loop",
+            "dispatch only",
+            "compiled",
+            "compiled / loop",
+            "/ everyday",
+            "ceiling",
+            "spread loop / compiled",
+            "max diff",
+        ],
+        table,
+        notes=f"MLP rows: one epoch of the digits (1,078 training examples in mini-batches of 64, "
+        f"or 16); with N seeds, N runs: vmap-ed in the compiled epoch, one after the other in the "
+        f"loops. Medians of {args.repeats} interleaved repeats, compile excluded. 'ceiling' = "
+        f"max(dispatch, compiled step) / compiled step. Speed-up of the compiled loops over the "
+        f"fastest Python loop: {min(ratios):.1f}x to {max(ratios):.1f}x.",
     )
+    results.save({"cases": raw, "repeats": args.repeats}, args.json)
 
 
 if __name__ == "__main__":

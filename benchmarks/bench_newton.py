@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _machine import describe_machine, load_average
+from _machine import Results, describe_machine, load_average
 
 from jaxopt_lectures.optimizers.newton import newton, newton_cg
 
@@ -132,11 +132,17 @@ def main() -> None:
     parser.add_argument("--cg-iters", type=int, default=10, help="HVPs per newton_cg step")
     parser.add_argument("--repeats", type=int, default=15, help="most timed calls per method")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of timing per size")
+    parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
     args = parser.parse_args()
     max_dense = args.max_dense or (1_000 if args.quick else 10_000)
     max_cg = args.max_cg or (100_000 if args.quick else 1_000_000)
     sizes = [10**k for k in range(1, 7) if 10**k <= max(max_dense, max_cg)]
 
+    results = Results(
+        "newton",
+        "Newton step against the parameter count",
+        (__doc__ or "").split("\n\n")[0].replace("\n", " ").strip(),
+    )
     print(f"Machine: {machine()}")
     print(
         f"Loss: smoothed 1-D total-variation denoising; newton_cg with tol=0, "
@@ -148,17 +154,36 @@ def main() -> None:
             break
         rows += bench_size(d, d <= max_dense, args.cg_iters, args.repeats, args.budget)
 
-    print(
-        "| d | method | median | spread (min - max) | runs | ns / parameter | x gradient | HVPs |"
+    results.table(
+        "One update, gradient given",
+        [
+            "d",
+            "method",
+            "median",
+            "spread (min - max)",
+            "runs",
+            "ns / parameter",
+            "x gradient",
+            *["HVPs"],
+        ],
+        [
+            [
+                f"{r['d']:,}",
+                r["method"],
+                fmt_time(r["median_s"]),
+                f"{fmt_time(r['min_s'])} - {fmt_time(r['max_s'])}",
+                f"{r['repeats']}",
+                f"{r['per_param_ns']:,.1f}",
+                f"{r['x_grad']:,.1f}",
+                "" if r["hvps"] is None else f"{r['hvps']}",
+            ]
+            for r in rows
+        ],
+        notes=f"Smoothed 1-D total-variation denoising, float32, one jitted update; newton_cg "
+        f"with tol=0 and max_iters={args.cg_iters}; OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS')}; 'x gradient' = time over one gradient's.",
+        align="rlrrrrrr",
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['d']:,} | {r['method']} | {fmt_time(r['median_s'])} | "
-            f"{fmt_time(r['min_s'])} - {fmt_time(r['max_s'])} | {r['repeats']} | "
-            f"{r['per_param_ns']:,.1f} | {r['x_grad']:,.1f} | "
-            f"{'' if r['hvps'] is None else r['hvps']} |"
-        )
 
     # Growth with d: time(d) / time(d / 10); linear is 10, cubic 1000.
     print("\nGrowth per factor 10 in d (linear = 10x, cubic = 1000x):")
@@ -180,6 +205,8 @@ def main() -> None:
             + ", ".join(f"{d:,}: {t:.1f} ns" for d, t in cg)
             + f"; d = {d1:,} vs {d0:,}: {t1 / t0:.2f} (1.0 = exactly linear)"
         )
+
+    results.save({"rows": rows, "cg_iters": args.cg_iters}, args.json)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,14 @@
     python benchmarks/bench_optimizers.py                  # the full table (a few minutes)
     python benchmarks/bench_optimizers.py --quick          # fewer rounds, no compile table
     python benchmarks/bench_optimizers.py --optimizers adam --shapes 1x10M
+    python benchmarks/bench_optimizers.py --multi-output-fusion both --compile-leaves
+    python benchmarks/bench_optimizers.py --shapes --compile-leaves 10 100 1000   # compile only
+
+Each run prints its tables and saves them with the raw times to
+``benchmarks/results/<name>.<platform>.json`` (``--json`` for another path; ``<name>`` is
+``optimizers``, ``optimizers-mof`` with ``--multi-output-fusion both``, ``compile`` for a
+compile-only run, ``compile-mixed`` with ``--mixed-sizes``); ``python benchmarks/render.py``
+puts them into ``docs/performance.md``.
 
 One "step" is what a training loop does once it has the gradients: ``updates, state =
 tx.update(grads, state, params)`` and ``params = optax.apply_updates(params, updates)``, jitted as
@@ -10,7 +18,7 @@ one function with the parameter and state buffers donated (``donate_argnums=(0, 
 updates them in place; without donation every call writes into freshly allocated memory and pays
 its page faults (3.5-7x slower on one 10M leaf). PyTorch's ``opt.step()`` updates in place too.
 
-Peers, with settings that give the same numbers as ours (docs/lecture-to-code.md): optax; PyTorch's
+Peers, with settings that give the same numbers as ours (see OPTIMIZERS below): optax; PyTorch's
 ``foreach`` and ``fused`` implementations when torch is installed (``fused`` exists for SGD,
 Adagrad and Adam only). Ours is measured twice: the default, and wrapped in :func:`jl.packed`
 (all state in one buffer per dtype).
@@ -38,7 +46,18 @@ Completion: every output of one XLA execution is ready at the same moment, so th
 the parameters only (``jax.block_until_ready(params)``; the same number of leaves for every
 variant).
 
-Load: other processes skew timings. The script prints the load average and, per shape, the share of
+XLA:CPU's multi-output fusion (``--multi-output-fusion both``): the backend option
+``xla_cpu_use_multi_output_fusion`` can only be given through ``XLA_FLAGS`` before JAX starts
+(see :mod:`jaxopt_lectures.xla_options`), so the two configurations cannot share a process. The
+JAX variants then run in two worker processes, one started with the option and one without,
+each with its own buffers and its own triad; this process keeps PyTorch and drives both workers
+from the same interleaved schedule: every round it asks the worker (or PyTorch) for one sample of
+each variant in a new random order, and the worker streams its triad, untimed, right before the
+timed step. Only one process computes at a time; the other waits on a pipe. Each worker also
+runs three steps of every variant from the same start and sends a hash of the resulting
+parameters and state: "bit-identical" says whether the option changed any bit.
+
+Load: other processes skew timings. The script prints the load average and, per shape, the fraction of
 the machine's CPU time that *other* processes used during the measurement (from /proc/stat minus
 this process's own CPU time), so a noisy run can be recognised and repeated.
 """
@@ -46,13 +65,15 @@ this process's own CPU time), so a noisy run can be recognised and repeated.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
+import hashlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +81,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _machine import describe_machine, load_average
+from _machine import Results, describe_machine, load_average, load_averages
 
 import jaxopt_lectures as jl
 
@@ -136,6 +157,11 @@ OPTIMIZERS: dict[str, Spec] = {
 }
 
 
+MOF_FLAG = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
+MOF = "+MOF"  # suffix of the variants compiled with XLA:CPU's multi-output fusion
+VARIANTS = ("ours", "packed", "optax", "optax again")
+
+
 # ---------------------------------------------------------------------------------------------
 # The machine and its load
 # ---------------------------------------------------------------------------------------------
@@ -149,13 +175,16 @@ def machine() -> str:
 
 
 class OtherLoad:
-    """Fraction of the machine's CPU time used by other processes between two samples."""
+    """Fraction of the machine's CPU time used by other processes between two samples.
 
-    def __init__(self) -> None:
+    ``children`` are processes of this benchmark (its workers): their CPU time is not "other".
+    """
+
+    def __init__(self, children: list[int] | None = None) -> None:
+        self.children = children or []
         self.start = self._sample()
 
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
+    def _sample(self) -> tuple[float, float, float] | None:
         try:
             with open("/proc/stat") as f:
                 fields = [float(x) for x in f.readline().split()[1:]]
@@ -164,6 +193,13 @@ class OtherLoad:
         ticks = os.sysconf("SC_CLK_TCK")
         idle = fields[3] + fields[4]  # idle + iowait
         own = sum(os.times()[:4])  # this process and its waited-for children, in seconds
+        for pid in self.children:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read().rsplit(")", 1)[1].split()
+                own += (float(stat[11]) + float(stat[12])) / ticks  # utime + stime
+            except OSError:
+                pass
         return (sum(fields) - idle) / ticks, sum(fields) / ticks, own
 
     def fraction(self) -> float | None:
@@ -177,8 +213,14 @@ class OtherLoad:
 
 
 # ---------------------------------------------------------------------------------------------
-# Runners: each builds its buffers once and returns a function doing one step
+# Runners: each builds its buffers once and times one step per call of ``sample``
 # ---------------------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 @dataclass
@@ -189,6 +231,24 @@ class Runner:
     temp_bytes: int | None = None  # XLA temporaries of the compiled step
     peak_bytes: int | None = None  # arguments + outputs - donated aliases + temporaries
     state_bytes: int | None = None
+    fingerprint: str | None = None  # hash of params and state after 3 steps from a fixed start
+
+    def warm(self, n: int) -> None:
+        for _ in range(n):
+            self.run()
+
+    def sample(self) -> float:
+        if self.flush is not None:
+            self.flush()
+        return timed(self.run)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "temp": self.temp_bytes,
+            "peak": self.peak_bytes,
+            "state": self.state_bytes,
+            "fingerprint": self.fingerprint,
+        }
 
 
 def make_tree(sizes: list[int], seed: int, scale: float) -> list[jax.Array]:
@@ -202,6 +262,36 @@ def jax_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
         return optax.apply_updates(params, updates), state
 
     return step
+
+
+def fingerprint(compiled: Any, tx: optax.GradientTransformation, sizes: list[int]) -> str:
+    """SHA-256 (16 hex digits) of parameters and state after 3 steps from a fixed start, then
+    ``:`` and the first 64 float32 entries of every parameter leaf (at most 4,096), as hex."""
+    params = make_tree(sizes, 0, 1.0)
+    grads = make_tree(sizes, 1, 1e-2)
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = compiled(params, state, grads)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves((params, state)):
+        digest.update(np.asarray(leaf).tobytes())
+    sample = np.concatenate([np.asarray(p)[:64] for p in params])[:4096].astype(np.float32)
+    return f"{digest.hexdigest()[:16]}:{sample.tobytes().hex()}"
+
+
+def ulps_apart(a: str | None, b: str | None) -> int | None:
+    """0 when two fingerprints are equal, else the largest distance in units in the last place
+    between their parameter samples (at least 1: the hashes differ)."""
+    if a is None or b is None:
+        return None
+    if a == b:
+        return 0
+    x, y = (
+        np.frombuffer(bytes.fromhex(f.split(":")[1]), np.int32).astype(np.int64) for f in (a, b)
+    )
+    # float32 bits as a monotonic integer line, so the difference counts representable floats
+    x, y = (np.where(v < 0, -(2**31) - v, v) for v in (x, y))
+    return max(1, int(np.max(np.abs(x - y))))
 
 
 def jax_runner(name: str, tx: optax.GradientTransformation, sizes: list[int]) -> Runner:
@@ -227,23 +317,55 @@ def jax_runner(name: str, tx: optax.GradientTransformation, sizes: list[int]) ->
             - memory.alias_size_in_bytes
             + memory.temp_size_in_bytes
         )
-    return Runner(name, run, temp_bytes=temp, peak_bytes=peak, state_bytes=state_bytes)
+    return Runner(
+        name,
+        run,
+        temp_bytes=temp,
+        peak_bytes=peak,
+        state_bytes=state_bytes,
+        fingerprint=fingerprint(compiled, tx, sizes),
+    )
 
 
-def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner:
+def variant_tx(spec: Spec, variant: str) -> optax.GradientTransformation:
+    if variant == "ours":
+        return spec.ours()
+    if variant == "packed":
+        return jl.packed(spec.ours())
+    return spec.peer()  # "optax", "optax again"
+
+
+@functools.cache
+def torch_device() -> str:
+    """PyTorch runs where JAX does: "cuda" when JAX's default backend is a GPU, else "cpu"."""
+    assert torch is not None
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def torch_sync() -> None:
+    if torch is not None and torch_device() == "cuda":
+        torch.cuda.synchronize()
+
+
+def torch_runner(name: str, spec: Spec, sizes: list[int], impl: str) -> Runner | None:
+    """PyTorch's ``impl`` ("foreach" or "fused") implementation; None where it has none."""
     assert torch is not None
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(n, generator=gen) for n in sizes]
+    params = [torch.randn(n, generator=gen).to(torch_device()) for n in sizes]
     for p in params:
         p.requires_grad_(True)
-        p.grad = 1e-2 * torch.randn(n := p.numel(), generator=gen).reshape(p.shape)
-        del n
+        p.grad = 1e-2 * torch.randn(p.numel(), generator=gen).reshape(p.shape).to(p.device)
     kwargs = dict(spec.torch_kwargs, **{impl: True})
-    opt = getattr(torch.optim, spec.torch_cls)(params, **kwargs)
-    opt.step()  # creates the state
+    try:
+        opt = getattr(torch.optim, spec.torch_cls)(params, **kwargs)
+        opt.step()  # creates the state
+    except (RuntimeError, ValueError) as err:  # e.g. no fused kernel for this device
+        print(f"  (torch {spec.torch_cls} {impl} on {torch_device()}: {err})", flush=True)
+        return None
 
     def run() -> None:
         opt.step()
+        torch_sync()
 
     state_bytes = sum(
         t.nbytes
@@ -273,25 +395,101 @@ def triad_runner() -> Runner:
 def torch_triad() -> Callable[[], None]:
     """The same triad in PyTorch: what a PyTorch step follows (see :func:`interleave`)."""
     assert torch is not None
-    a = torch.zeros(TRIAD_SIZE)
-    b = torch.ones(TRIAD_SIZE)
-    c = torch.full((TRIAD_SIZE,), 2.0)
+    a = torch.zeros(TRIAD_SIZE, device=torch_device())
+    b = torch.ones(TRIAD_SIZE, device=torch_device())
+    c = torch.full((TRIAD_SIZE,), 2.0, device=torch_device())
 
     def run() -> None:
         torch.add(b, c, alpha=3.0, out=a)
+        torch_sync()
 
     return run
 
 
 # ---------------------------------------------------------------------------------------------
-# Measurement
+# Worker processes: the JAX variants under another XLA configuration
 # ---------------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def worker_main() -> None:
+    """Serve one JSON request per stdin line with one JSON reply per stdout line."""
+    triad = triad_runner()
+    runners: dict[str, Runner] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        command = request["cmd"]
+        reply: Any = None
+        if command == "setup":
+            runners.clear()
+            spec, sizes = OPTIMIZERS[request["optimizer"]], SHAPES[request["shape"]]
+            for variant in request["variants"]:
+                runners[variant] = jax_runner(variant, variant_tx(spec, variant), sizes)
+                runners[variant].flush = triad.run
+            reply = {name: r.info() for name, r in runners.items()}
+        elif command == "warmup":
+            (triad if request["name"] == "triad" else runners[request["name"]]).warm(request["n"])
+        elif command == "sample":
+            reply = (triad if request["name"] == "triad" else runners[request["name"]]).sample()
+        elif command == "quit":
+            break
+        print(json.dumps(reply), flush=True)
+
+
+class Worker:
+    """A worker process, started with or without the multi-output fusion option."""
+
+    def __init__(self, mof: bool) -> None:
+        env = dict(os.environ)
+        flags = [
+            f
+            for f in env.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_backend_extra_options")
+        ]
+        env["XLA_FLAGS"] = " ".join([*flags, MOF_FLAG] if mof else flags)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def ask(self, **request: Any) -> Any:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+class RemoteRunner(Runner):
+    """A variant living in a worker: warm-up, flush and timing happen there."""
+
+    def __init__(self, name: str, worker: Worker, remote: str, info: dict[str, Any]) -> None:
+        super().__init__(name, run=lambda: None)
+        self.worker, self.remote = worker, remote
+        self.temp_bytes, self.peak_bytes = info.get("temp"), info.get("peak")
+        self.state_bytes, self.fingerprint = info.get("state"), info.get("fingerprint")
+
+    def warm(self, n: int) -> None:
+        self.worker.ask(cmd="warmup", name=self.remote, n=n)
+
+    def sample(self) -> float:
+        return float(self.worker.ask(cmd="sample", name=self.remote))
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------------------------
 
 
 def interleave(runners: list[Runner], rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -306,16 +504,12 @@ def interleave(runners: list[Runner], rounds: int, warmup: int) -> dict[str, lis
     triad pays for the triad's dirty cache lines.
     """
     for r in runners:
-        for _ in range(warmup):
-            r.run()
+        r.warm(warmup)
     rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     for _ in range(rounds):
         for i in rng.permutation(len(runners)):
-            r = runners[i]
-            if r.flush is not None:
-                r.flush()
-            times[r.name].append(timed(r.run))
+            times[runners[i].name].append(runners[i].sample())
     return times
 
 
@@ -330,7 +524,7 @@ class Row:
     optimizer: str
     times: dict[str, list[float]]
     bytes: int
-    memory: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def median(self, name: str) -> float | None:
         xs = self.times.get(name)
@@ -342,6 +536,17 @@ class Row:
         if not a or not b:
             return None
         return quartiles([x / y for x, y in zip(a, b, strict=True)])
+
+    def raw(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "optimizer": self.optimizer,
+            "bytes": self.bytes,
+            "medians": {k: self.median(k) for k in self.times},
+            "quartiles": {k: quartiles(v) for k, v in self.times.items()},
+            "times": self.times,
+            "memory": self.memory,
+        }
 
 
 def fmt_time(t: float | None) -> str:
@@ -362,35 +567,45 @@ def fmt_spread(xs: list[float] | None) -> str:
 
 
 def bench_shape(
-    shape: str, optimizers: list[str], rounds: int, warmup: int, use_torch: bool, triad: Runner
+    shape: str,
+    optimizers: list[str],
+    rounds: int,
+    warmup: int,
+    use_torch: bool,
+    workers: dict[str, Worker] | None,
 ) -> tuple[list[Row], list[float], float | None]:
+    """One row per optimizer. ``workers`` (``{"": default, MOF: with the option}``): the JAX
+    variants run there; otherwise in this process."""
     sizes = SHAPES[shape]
     rows = []
     triad_times: list[float] = []
-    load = OtherLoad()
+    load = OtherLoad([w.proc.pid for w in (workers or {}).values()])
+    local_triad = triad_runner() if workers is None else None
     for name in optimizers:
         spec = OPTIMIZERS[name]
-        runners = [
-            jax_runner("ours", spec.ours(), sizes),
-            jax_runner("packed", jl.packed(spec.ours()), sizes),
-            jax_runner("optax", spec.peer(), sizes),
-            # A/A control: a second, independent instance of the same program. Its ratio to the
-            # first shows how far two identical programs drift apart in this run (buffer
-            # placement, cache luck), on top of the per-round noise.
-            jax_runner("optax again", spec.peer(), sizes),
-        ]
+        runners: list[Runner] = []
+        if workers is None:
+            assert local_triad is not None
+            for variant in VARIANTS:
+                runners.append(jax_runner(variant, variant_tx(spec, variant), sizes))
+                runners[-1].flush = local_triad.run
+            triad: Runner = local_triad
+        else:
+            for suffix, worker in workers.items():
+                # the A/A control (a second instance of optax's step) in the default worker
+                variants = VARIANTS if not suffix else VARIANTS[:3]
+                info = worker.ask(cmd="setup", shape=shape, optimizer=name, variants=variants)
+                runners += [RemoteRunner(v + suffix, worker, v, info[v]) for v in variants]
+            triad = RemoteRunner("triad", workers[""], "triad", {})
         if use_torch and torch is not None:
-            runners.append(torch_runner("torch foreach", spec, sizes, "foreach"))
-            if spec.torch_fused:
-                runners.append(torch_runner("torch fused", spec, sizes, "fused"))
-        for r in runners:
-            r.flush = r.flush or triad.run
+            impls = ["foreach", "fused"] if spec.torch_fused else ["foreach"]
+            for impl in impls:
+                runner = torch_runner(f"torch {impl}", spec, sizes, impl)
+                if runner is not None:
+                    runners.append(runner)
         times = interleave([*runners, triad], rounds, warmup)
         triad_times += times.pop("triad")
-        memory = {
-            r.name: {"temp": r.temp_bytes, "peak": r.peak_bytes, "state": r.state_bytes}
-            for r in runners
-        }
+        memory = {r.name: r.info() for r in runners}
         rows.append(Row(shape, name, times, spec.arrays * 4 * sum(sizes), memory))
         print(
             f"  {shape} {name}: "
@@ -401,7 +616,7 @@ def bench_shape(
     return rows, triad_times, load.fraction()
 
 
-def print_step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> None:
+def step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> tuple[list[str], list]:
     head = ["shape", "optimizer", "ours", "spread", "packed", "optax"]
     if use_torch:
         head += ["torch foreach", "torch fused"]
@@ -412,8 +627,7 @@ def print_step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> None:
         "bytes",
         "ours of triad",
     ]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
+    out = []
     for row in rows:
         t = row.median("ours")
         cells = [
@@ -434,25 +648,61 @@ def print_step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> None:
             f"{row.bytes / 1e6:.0f} MB",
             f"{fraction:.2f}",
         ]
-        print("| " + " | ".join(cells) + " |")
+        out.append(cells)
+    return head, out
 
 
-def print_memory_table(rows: list[Row]) -> None:
-    print(
-        "| shape | optimizer | state: ours / packed / optax | XLA temporaries: ours / packed / "
-        "optax | peak live: ours / packed / optax |"
-    )
-    print("|---|---|---:|---:|---:|")
+def mof_table(rows: list[Row], use_torch: bool) -> tuple[list[str], list]:
+    """With and without the option, against PyTorch's fastest (fused where it exists)."""
+    head = ["shape", "optimizer", "ours", "ours" + MOF, "optax", "optax" + MOF, "packed" + MOF]
+    if use_torch:
+        head += ["torch (fused or foreach)"]
+    head += ["ours+MOF / ours", "optax+MOF / optax", "ours+MOF / optax"]
+    if use_torch:
+        head += ["ours / torch", "ours+MOF / torch"]
+    head += ["A/A", "bit-identical: ours / packed / optax"]
+    out = []
+    for row in rows:
+        best = "torch fused" if "torch fused" in row.times else "torch foreach"
+        apart = [
+            ulps_apart(row.memory[v]["fingerprint"], row.memory[v + MOF]["fingerprint"])
+            for v in ("ours", "packed", "optax")
+        ]
+        cells = [row.shape, row.optimizer]
+        cells += [fmt_time(row.median(v)) for v in ("ours", "ours" + MOF, "optax", "optax" + MOF)]
+        cells += [fmt_time(row.median("packed" + MOF))]
+        if use_torch:
+            cells += [f"{fmt_time(row.median(best))} ({best.split()[1]})"]
+        cells += [
+            fmt_ratio(row.ratio("ours" + MOF, "ours")),
+            fmt_ratio(row.ratio("optax" + MOF, "optax")),
+            fmt_ratio(row.ratio("ours" + MOF, "optax")),
+        ]
+        if use_torch:
+            cells += [fmt_ratio(row.ratio("ours", best)), fmt_ratio(row.ratio("ours" + MOF, best))]
+        same = " / ".join("?" if a is None else "yes" if a == 0 else f"no ({a} ulp)" for a in apart)
+        cells += [fmt_ratio(row.ratio("optax again", "optax")), same]
+        out.append(cells)
+    return head, out
+
+
+def memory_table(rows: list[Row]) -> tuple[list[str], list]:
+    names = [n for n in rows[0].memory if not n.startswith("torch") and n != "optax again"]
+    head = ["shape", "optimizer"] + [
+        f"{what}: {' / '.join(names)}" for what in ("state", "XLA temporaries", "peak live")
+    ]
 
     def mb(x: int | None) -> str:
         return "?" if x is None else f"{x / 1e6:.1f}"
 
+    out = []
     for row in rows:
         m = row.memory
         cells = [row.shape, row.optimizer]
         for key in ("state", "temp", "peak"):
-            cells.append(" / ".join(mb(m[v][key]) for v in ("ours", "packed", "optax")) + " MB")
-        print("| " + " | ".join(cells) + " |")
+            cells.append(" / ".join(mb(m[v][key]) for v in names) + " MB")
+        out.append(cells)
+    return head, out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,6 +766,7 @@ def bench_compile(leaf_counts: list[int], repeats: int, mixed: bool) -> list[dic
                 "case": case,
                 "mixed": mixed,
                 "other_load": load.fraction(),
+                "times": times,
                 **{k: statistics.median(v) for k, v in times.items()},
             }
             print(
@@ -527,26 +778,72 @@ def bench_compile(leaf_counts: list[int], repeats: int, mixed: bool) -> list[dic
     return results
 
 
-def print_compile_table(results: list[dict[str, Any]]) -> None:
-    print("| leaves | sizes | step | ours | packed | optax | packed/optax | other load |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
+def bench_distinct_loops(num_leaves: int) -> dict[str, Any]:
+    """Compile time of ``num_leaves`` per-leaf loops that are identical, or differ only by a
+    constant: what XLA:CPU spends per distinct loop (it generates identical loops once)."""
+
+    def identical(xs: list[jax.Array], ys: list[jax.Array]) -> list[jax.Array]:
+        return [x + 2.0 * y for x, y in zip(xs, ys, strict=True)]
+
+    def distinct(xs: list[jax.Array], ys: list[jax.Array]) -> list[jax.Array]:
+        return [x + 2.0 * y + float(i) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+
+    xs = make_tree([1_000] * num_leaves, 0, 1.0)
+    out: dict[str, Any] = {"leaves": num_leaves}
+    for name, fn in (("identical", identical), ("distinct", distinct)):
+        start = time.perf_counter()
+        jax.jit(fn).lower(xs, xs).compile()
+        out[name] = time.perf_counter() - start
+    print(
+        f"  {num_leaves} loops: identical {out['identical']:.2f} s, "
+        f"distinct constants {out['distinct']:.2f} s",
+        flush=True,
+    )
+    return out
+
+
+def compile_table(results: list[dict[str, Any]]) -> tuple[list[str], list]:
+    head = ["leaves", "sizes", "step", "ours", "packed", "optax", "packed/optax", "other load"]
+    out = []
     for r in results:
         other = "?" if r["other_load"] is None else f"{100 * r['other_load']:.0f}%"
         sizes = "500-1,500 (distinct)" if r["mixed"] else "1,000 each"
-        print(
-            f"| {r['leaves']:,} | {sizes} | {r['case']} | {r['ours']:.2f} s | "
-            f"{r['packed']:.2f} s | {r['optax']:.2f} s | {r['packed'] / r['optax']:.2f} | "
-            f"{other} |"
+        out.append(
+            [
+                f"{r['leaves']:,}",
+                sizes,
+                r["case"],
+                f"{r['ours']:.2f} s",
+                f"{r['packed']:.2f} s",
+                f"{r['optax']:.2f} s",
+                f"{r['packed'] / r['optax']:.2f}",
+                other,
+            ]
         )
+    return head, out
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def section(title: str) -> Iterator[None]:
-    print(f"\n## {title}\n", flush=True)
-    yield
+STEP_NOTES = (
+    "One donated step (update + apply_updates), medians of interleaved rounds; ratios are "
+    "medians of per-round ratios [interquartile range]; A/A is two identical optax programs "
+    "(the noise band); bytes = least traffic of a step; 'of triad' = bandwidth reached over the "
+    "same run's 50M-float triad."
+)
+MOF_NOTES = (
+    "+MOF: compiled with XLA_FLAGS=" + MOF_FLAG + " (a separate worker process, interleaved "
+    "sample by sample with the others). torch: PyTorch's fused implementation where it has one "
+    "(SGD, momentum, NAG, Adagrad, Adam), otherwise foreach. bit-identical: parameters and "
+    "state after 3 steps equal bit for bit with and without the option; where not, the largest "
+    "difference in units in the last place on a sample of the parameters (XLA contracts "
+    "multiplies and adds into fused multiply-adds differently when it merges loops)."
+)
+COMPILE_NOTES = (
+    "Trace + lower + compile of one step (a fresh function: no cache), median of the repeats, "
+    "the variants in rotating order. 'other load': share of the CPU other processes used."
+)
 
 
 def main() -> None:
@@ -565,6 +862,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument(
+        "--multi-output-fusion",
+        choices=["default", "both"],
+        default="default",
+        help="'both': every JAX variant with and without XLA:CPU's multi-output fusion, "
+        "side by side (two worker processes)",
+    )
+    parser.add_argument(
         "--compile-leaves",
         nargs="*",
         type=int,
@@ -582,73 +886,104 @@ def main() -> None:
         action="store_true",
         help="7 rounds, no compile table: a smoke test, not a measurement",
     )
-    parser.add_argument("--json", help="also write the raw times to this file")
+    parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker_main()
+        return
     if args.quick:
         args.rounds, args.warmup, args.compile_leaves = 7, 2, []
     use_torch = not args.no_torch and torch is not None
-
+    both = args.multi_output_fusion == "both"
+    name = ("optimizers-mof" if both else "optimizers") if args.shapes else "compile"
+    name += "-mixed" if args.mixed_sizes and not args.shapes else ""
+    results = Results(
+        name,
+        {
+            "optimizers": "Optimizer step time",
+            "optimizers-mof": "Optimizer step time with XLA:CPU multi-output fusion",
+            "compile": "Compile time of one optimizer step",
+            "compile-mixed": "Compile time of one optimizer step, leaves of distinct sizes",
+        }[name],
+        (__doc__ or "").split("\n\n")[0].strip(),
+    )
     print(f"Machine: {machine()}")
     print(f"Load average at start: {load_average()}")
     rows: list[Row] = []
     triad_times: list[float] = []
     other: dict[str, float | None] = {}
+    raw: dict[str, Any] = {"mode": args.multi_output_fusion, "rounds": args.rounds}
     if args.shapes:
-        triad = triad_runner()
-        with section("Step time"):
+        workers = {"": Worker(mof=False), MOF: Worker(mof=True)} if both else None
+        try:
+            print("\n## Step time\n", flush=True)
             for shape in args.shapes:
                 shape_rows, shape_triad, other[shape] = bench_shape(
-                    shape, args.optimizers, args.rounds, args.warmup, use_torch, triad
+                    shape, args.optimizers, args.rounds, args.warmup, use_torch, workers
                 )
                 rows += shape_rows
                 triad_times += shape_triad
-        del triad
+        finally:
+            for w in (workers or {}).values():
+                w.close()
         triad_time = statistics.median(triad_times)
         triad_bw = 3 * 4 * TRIAD_SIZE / triad_time
-        print(
-            f"\nTriad (a = b + 3 c, 50M float32, donated): median {fmt_time(triad_time)} over "
-            f"{len(triad_times)} runs, {triad_bw / 1e9:.1f} GB/s "
-            f"(spread {fmt_spread(triad_times)})"
+        shares = ", ".join(
+            f"{k} {'?' if v is None else f'{100 * v:.0f}%'}" for k, v in other.items()
         )
-        print(
-            "Other processes' share of the CPU during each shape: "
-            + ", ".join(f"{k} {'?' if v is None else f'{100 * v:.0f}%'}" for k, v in other.items())
+        context = (
+            f"Triad (a = b + 3 c, 50M float32, donated): median {fmt_time(triad_time)} over "
+            f"{len(triad_times)} runs, {triad_bw / 1e9:.1f} GB/s (spread "
+            f"{fmt_spread(triad_times)}). Other processes' share of the CPU: {shares}. "
+            f"{args.rounds} rounds."
         )
-        print(f"Load average at the end of the step-time runs: {load_average()}\n")
-        print_step_table(rows, triad_bw, use_torch)
-        with section("Memory (from XLA's memory analysis of the compiled step)"):
-            print_memory_table(rows)
-    compile_results: list[dict[str, Any]] = []
+        print(context)
+        if both:
+            results.table(
+                "Step time with and without multi-output fusion",
+                *mof_table(rows, use_torch),
+                notes=f"{MOF_NOTES} {context}",
+            )
+        else:
+            results.table(
+                "Step time", *step_table(rows, triad_bw, use_torch), f"{STEP_NOTES} {context}"
+            )
+        results.table(
+            "Memory (XLA's memory analysis of the compiled step)",
+            *memory_table(rows),
+            notes="State buffers, XLA temporaries and peak live bytes of one step.",
+        )
+        raw |= {
+            "triad_seconds": triad_times,
+            "triad_bytes_per_second": triad_bw,
+            "other_load": other,
+            "rows": [r.raw() for r in rows],
+        }
     if args.compile_leaves:
-        with section("Compile time (trace + lower + compile of one step, seconds)"):
-            compile_results = bench_compile(
-                args.compile_leaves, args.compile_repeats, args.mixed_sizes
-            )
-            print()
-            print_compile_table(compile_results)
-    print(f"\nLoad average at the end: {load_average()}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": machine(),
-                    "triad_seconds": triad_times,
-                    "other_load": other,
-                    "rows": [
-                        {
-                            "shape": r.shape,
-                            "optimizer": r.optimizer,
-                            "bytes": r.bytes,
-                            "times": r.times,
-                            "memory": r.memory,
-                        }
-                        for r in rows
-                    ],
-                    "compile": compile_results,
-                },
-                f,
-                indent=1,
-            )
+        print("\n## Compile time (trace + lower + compile of one step, seconds)\n", flush=True)
+        compile_results = bench_compile(args.compile_leaves, args.compile_repeats, args.mixed_sizes)
+        results.table("Compile time", *compile_table(compile_results), notes=COMPILE_NOTES)
+        raw["compile"] = compile_results
+        loops = bench_distinct_loops(min(300, max(args.compile_leaves)))
+        results.table(
+            "Identical against distinct loops",
+            ["loops", "identical: x + 2 y", "distinct: x + 2 y + i", "per distinct loop"],
+            [
+                [
+                    f"{loops['leaves']:,}",
+                    f"{loops['identical']:.2f} s",
+                    f"{loops['distinct']:.2f} s",
+                    f"{1e3 * (loops['distinct'] - loops['identical']) / loops['leaves']:.0f} ms",
+                ]
+            ],
+            notes="One jitted function with one loop per leaf (1,000 float32 each); the "
+            "distinct loops differ only by a constant, as jl.packed's differ by their offsets.",
+            align="rrrr",
+        )
+        raw["distinct_loops"] = loops
+    print(f"\nLoad average at the end: {load_average()} ({load_averages()})")
+    results.save(raw, args.json)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ parameters and the state donated as the benchmark and the README recommend):
 - per-step scalars (Adam's bias corrections) computed once per step, not once per leaf;
 - ``jl.packed``: one loop per leaf for the update and a few for the whole state, instead of one
   per state array and leaf.
+
+They describe XLA:CPU's code generation, so they carry the ``xla_cpu`` marker and run only where
+JAX's default backend is the CPU (a GPU backend fuses differently). They read the compiled text
+only for patterns that survive XLA upgrades: counts of ``fusion(`` calls and of array-sized
+``convert(`` instructions, and XLA's memory analysis.
 """
 
 from __future__ import annotations
@@ -21,9 +26,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+import pytest
 from conftest import ALIASES
 
 import jaxopt_lectures as jl
+
+pytestmark = [
+    pytest.mark.xla_cpu,
+    pytest.mark.skipif(jax.default_backend() != "cpu", reason="describes XLA:CPU's compiled code"),
+]
 
 LEAF = 1 << 20  # 4 MB of float32: far larger than any scalar bookkeeping
 
