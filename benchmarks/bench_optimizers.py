@@ -57,8 +57,8 @@ timed step. Only one process computes at a time; the other waits on a pipe. Each
 runs three steps of every variant from the same start and sends a hash of the resulting
 parameters and state: "bit-identical" says whether the option changed any bit.
 
-Load: other processes skew timings. The script prints the load average and, per shape, the fraction of
-the machine's CPU time that *other* processes used during the measurement (from /proc/stat minus
+Load: other processes skew timings. The script prints the load average and, per shape, the
+fraction of the machine's CPU time that *other* processes used during the measurement (from /proc/stat minus
 this process's own CPU time), so a noisy run can be recognised and repeated.
 """
 
