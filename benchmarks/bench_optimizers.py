@@ -58,8 +58,8 @@ runs three steps of every variant from the same start and sends a hash of the re
 parameters and state: "bit-identical" says whether the option changed any bit.
 
 Load: other processes skew timings. The script prints the load average and, per shape, the
-fraction of the machine's CPU time that *other* processes used during the measurement (from /proc/stat minus
-this process's own CPU time), so a noisy run can be recognised and repeated.
+fraction of the machine's CPU time that *other* processes used during the measurement (from
+/proc/stat minus this process's own CPU time), so a noisy run can be recognised and repeated.
 """
 
 from __future__ import annotations
