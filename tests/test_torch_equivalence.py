@@ -87,6 +87,18 @@ PAIRS: dict[str, tuple[optax.GradientTransformation, Callable[[list[Any]], Any]]
         jl.rmsprop(0.01, decay=0.9, eps=1e-8),
         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8),
     ),
+    # PyTorch's centered variant divides by sqrt(v - m^2) + eps: eps outside the root, which is
+    # jl.rmsprop's default (eps_in_sqrt=False). eps = 1e-3 makes the placement visible.
+    "rmsprop_centered": (
+        jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, centered=True),
+    ),
+    "rmsprop_centered_momentum": (
+        jl.rmsprop(0.01, decay=0.99, eps=1e-8, centered=True, momentum=0.9),
+        lambda p: torch.optim.RMSprop(
+            p, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9, centered=True
+        ),
+    ),
     "adadelta": (jl.adadelta(), lambda p: torch.optim.Adadelta(p)),
     "adam": (jl.adam(1e-3), lambda p: torch.optim.Adam(p, lr=1e-3)),
 }
@@ -116,3 +128,20 @@ def test_torch_momentum_under_a_schedule_matches_optax_not_the_lecture() -> None
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours[9][0], theirs[9][0], rtol=1e-5)  # same before the drop
     assert np.max(np.abs(ours[-1][0] - theirs[-1][0])) > 1e-2  # different after it
+
+
+def test_torch_centered_rmsprop_puts_eps_outside_the_root() -> None:
+    """optax's default for the centered variant (eps inside the root, ``eps_in_sqrt=True``) is not
+    PyTorch's: at eps = 1e-3 the trajectories part by far more than the tolerance above, while
+    ``jl.rmsprop``'s default (eps outside, the ``rmsprop_centered`` pair) follows PyTorch."""
+    grads = gradients(0)
+    theirs = torch_trajectory(
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, centered=True), grads
+    )
+    inside = jax_trajectory(
+        jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True), grads
+    )
+    outside = jax_trajectory(jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True), grads)
+    gap_inside = max(np.max(np.abs(x - y)) for x, y in zip(inside[-1], theirs[-1], strict=True))
+    gap_outside = max(np.max(np.abs(x - y)) for x, y in zip(outside[-1], theirs[-1], strict=True))
+    assert gap_outside < 1e-5 < 1e-4 < gap_inside
