@@ -145,3 +145,27 @@ def test_torch_centered_rmsprop_puts_eps_outside_the_root() -> None:
     gap_inside = max(np.max(np.abs(x - y)) for x, y in zip(inside[-1], theirs[-1], strict=True))
     gap_outside = max(np.max(np.abs(x - y)) for x, y in zip(outside[-1], theirs[-1], strict=True))
     assert gap_outside < 1e-5 < 1e-4 < gap_inside
+
+
+def test_constant_gradient_centered_rmsprop_stays_finite_where_torch_gives_nan() -> None:
+    """A constant gradient: v - m^2 = (1 - alpha^t) alpha^t g^2 tends to 0 and, once alpha^t is
+    below float32's resolution, rounds to either side of it. PyTorch then takes the root of a
+    negative number and its parameters become NaN (observed after 137 steps at alpha = 0.9);
+    ``jl.rmsprop(centered=True)`` clamps the estimate at 0 and keeps stepping, by at most
+    lr * |g| / eps per step."""
+    g = np.array([0.3, 1.7, 1e3, 0.1, -2.5, 7.0], np.float32)
+    num_steps = 300
+    p = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.RMSprop([p], lr=0.01, alpha=0.9, eps=1e-8, centered=True)
+    for _ in range(num_steps):
+        p.grad = torch.from_numpy(g.copy())
+        opt.step()
+    assert not torch.isfinite(p).all()  # the case is real
+
+    tx = jl.rmsprop(0.01, decay=0.9, eps=1e-8, centered=True)
+    state, step = tx.init(jnp.zeros(6)), jax.jit(tx.update)
+    for _ in range(num_steps):
+        updates, state = step(jnp.asarray(g), state)
+        assert np.all(np.isfinite(updates))
+        assert np.all(np.abs(np.asarray(updates)) <= 0.01 * np.abs(g) / 1e-8 * (1 + 1e-6))
+        assert np.all(np.sign(np.asarray(updates)) == -np.sign(g))
