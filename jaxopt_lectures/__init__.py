@@ -23,8 +23,11 @@ from jaxopt_lectures.optimizers.newton import (
 from jaxopt_lectures.optimizers.rmsprop import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
     rmsprop,
     scale_by_rms,
+    scale_by_stddev,
 )
 from jaxopt_lectures.optimizers.sgd import (
     ScaleByLearningRateState,
@@ -45,6 +48,8 @@ __all__ = [
     "ScaleByLearningRateState",
     "ScaleByNewtonCGState",
     "ScaleByNewtonState",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
     "ScaleByRmsWithCountState",
     "TraceState",
@@ -69,6 +74,7 @@ __all__ = [
     "scale_by_newton",
     "scale_by_newton_cg",
     "scale_by_rms",
+    "scale_by_stddev",
     "sgd",
     "state_shardings",
     "trace",

@@ -108,6 +108,12 @@ PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
         RTOL,
         False,
     ),
+    "rmsprop_centered": (
+        lambda: jl.rmsprop(0.01, decay=0.9, eps=1e-8, centered=True),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-8, eps_in_sqrt=False, centered=True),
+        RTOL,
+        False,
+    ),
     # AdaDelta: we take the root of the ratio (E[D^2] + eps) / (E[g^2] + eps), optax the ratio of
     # the roots; a few ulps per step that feed back through E[Delta^2] (observed up to 6e-7 over
     # 8 seeds), hence 2e-6.
@@ -150,6 +156,12 @@ PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
     "scale_by_rms": (
         lambda: jl.scale_by_rms(decay=0.9, eps=1e-8, eps_in_sqrt=False),
         lambda: optax.scale_by_rms(decay=0.9, eps=1e-8, eps_in_sqrt=False),
+        RTOL,
+        False,
+    ),
+    "scale_by_stddev": (
+        lambda: jl.scale_by_stddev(decay=0.9, eps=1e-8),
+        lambda: optax.scale_by_stddev(decay=0.9, eps=1e-8),
         RTOL,
         False,
     ),
@@ -368,6 +380,19 @@ ARGUMENT_PAIRS: dict[str, tuple[Factory, Factory, bool]] = {
         lambda: optax.scale_by_rms(0.9, 1e-4, eps_in_sqrt=False, bias_correction=True),
         False,
     ),
+    # scale_by_stddev without bias correction (with it: CENTERED_BIAS_CORRECTED below); eps =
+    # 1e-4 against gradients of size 1 moves the updates by about 1e-4.
+    "scale_by_stddev_default": (jl.scale_by_stddev, optax.scale_by_stddev, False),
+    "scale_by_stddev_initial_scale": (
+        lambda: jl.scale_by_stddev(0.95, 1e-4, initial_scale=0.1),
+        lambda: optax.scale_by_stddev(0.95, 1e-4, initial_scale=0.1),
+        False,
+    ),
+    "scale_by_stddev_eps_outside": (
+        lambda: jl.scale_by_stddev(0.8, 1e-4, initial_scale=0.5, eps_in_sqrt=False),
+        lambda: optax.scale_by_stddev(0.8, 1e-4, initial_scale=0.5, eps_in_sqrt=False),
+        False,
+    ),
     "scale_by_adam_eps_root_nesterov": (
         lambda: jl.scale_by_adam(0.8, 0.99, 1e-6, eps_root=1e-8, nesterov=True),
         lambda: optax.scale_by_adam(0.8, 0.99, 1e-6, eps_root=1e-8, nesterov=True),
@@ -409,6 +434,27 @@ ARGUMENT_PAIRS: dict[str, tuple[Factory, Factory, bool]] = {
         lambda: optax.rmsprop(0.01),
         False,
     ),
+    "rmsprop_centered_optax_arguments": (
+        lambda: jl.rmsprop(
+            0.01, 0.95, 1e-6, initial_scale=0.1, centered=True, momentum=0.9, nesterov=True
+        ),
+        lambda: optax.rmsprop(
+            0.01,
+            0.95,
+            1e-6,
+            initial_scale=0.1,
+            eps_in_sqrt=False,
+            centered=True,
+            momentum=0.9,
+            nesterov=True,
+        ),
+        True,
+    ),
+    "rmsprop_centered_eps_in_sqrt": (
+        lambda: jl.rmsprop(0.01, eps=1e-4, eps_in_sqrt=True, centered=True),
+        lambda: optax.rmsprop(0.01, eps=1e-4, centered=True),
+        False,
+    ),
     "adam_optax_arguments": (
         lambda: jl.adam(0.01, 0.8, 0.99, 1e-6, eps_root=1e-8, nesterov=True),
         lambda: optax.adam(0.01, 0.8, 0.99, 1e-6, eps_root=1e-8, nesterov=True),
@@ -434,7 +480,7 @@ def test_optax_arguments_give_optax_numbers(name: str) -> None:
 
 # The building blocks that share a name with optax: every optax argument exists here, with the
 # same kind (positional or keyword-only), position and default.
-SHARED_NAMES = ["scale_by_adam", "scale_by_rms", "scale_by_adadelta", "trace"]
+SHARED_NAMES = ["scale_by_adam", "scale_by_rms", "scale_by_stddev", "scale_by_adadelta", "trace"]
 SHARED_NAMES += ["scale_by_learning_rate", "sgd"]
 
 
@@ -486,6 +532,14 @@ COMPLEX_PAIRS: dict[str, tuple[Factory, Factory]] = {
         lambda: jl.rmsprop(0.01, momentum=0.9),
         lambda: optax.rmsprop(0.01, eps_in_sqrt=False, momentum=0.9),
     ),
+    "scale_by_stddev": (
+        lambda: jl.scale_by_stddev(bias_correction=True),
+        lambda: optax.scale_by_stddev(bias_correction=True),
+    ),
+    "rmsprop_centered": (
+        lambda: jl.rmsprop(0.01, centered=True, momentum=0.9),
+        lambda: optax.rmsprop(0.01, eps_in_sqrt=False, centered=True, momentum=0.9),
+    ),
     "adagrad": (
         lambda: jl.adagrad(0.1, initial_accumulator_value=0.1, eps=0.0),
         lambda: optax.adagrad(0.1, initial_accumulator_value=0.1, eps=0.0),
@@ -528,8 +582,22 @@ def test_complex_gradients_give_optax_numbers(name: str) -> None:
         (lambda: jl.adam(0.1), lambda: optax.adam(0.1)),
         (lambda: jl.rmsprop(0.1), lambda: optax.rmsprop(0.1, eps_in_sqrt=False)),
         (lambda: jl.scale_by_rms(), lambda: optax.scale_by_rms()),
+        (lambda: jl.scale_by_stddev(), lambda: optax.scale_by_stddev()),
+        (
+            lambda: jl.rmsprop(0.1, centered=True),
+            lambda: optax.rmsprop(0.1, eps_in_sqrt=False, centered=True),
+        ),
     ],
-    ids=["sgd", "sgd_momentum", "momentum", "adam", "rmsprop", "scale_by_rms"],
+    ids=[
+        "sgd",
+        "sgd_momentum",
+        "momentum",
+        "adam",
+        "rmsprop",
+        "scale_by_rms",
+        "scale_by_stddev",
+        "rmsprop_centered",
+    ],
 )
 def test_integer_parameters_get_optax_float_updates(ours: Factory, peer: Factory) -> None:
     """optax's behaviour for integer parameters: ``-lr * g`` is a float update (then
@@ -543,3 +611,146 @@ def test_integer_parameters_get_optax_float_updates(ours: Factory, peer: Factory
     assert got.dtype == expected.dtype == jnp.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert all(jnp.issubdtype(x.dtype, jnp.inexact) for x in jax.tree.leaves(state) if x.ndim)
+
+
+# --- centered RMSprop with bias correction: optax's numbers to the problem's conditioning -------
+
+# (ours, optax's, scale, decay, eps, eps_in_sqrt), with ``scale`` the factor on the direction
+# (1 for a block, -learning_rate for an alias): both blocks and both aliases, eps on either side.
+CENTERED_BIAS_CORRECTED: dict[str, tuple[Factory, Factory, float, float, float, bool]] = {
+    "scale_by_stddev": (
+        lambda: jl.scale_by_stddev(0.9, 1e-4, bias_correction=True),
+        lambda: optax.scale_by_stddev(0.9, 1e-4, bias_correction=True),
+        1.0,
+        0.9,
+        1e-4,
+        True,
+    ),
+    "scale_by_stddev_eps_outside": (
+        lambda: jl.scale_by_stddev(0.8, 1e-4, eps_in_sqrt=False, bias_correction=True),
+        lambda: optax.scale_by_stddev(0.8, 1e-4, eps_in_sqrt=False, bias_correction=True),
+        1.0,
+        0.8,
+        1e-4,
+        False,
+    ),
+    "rmsprop_centered": (
+        lambda: jl.rmsprop(0.01, 0.9, 1e-8, centered=True, bias_correction=True),
+        lambda: optax.rmsprop(
+            0.01, 0.9, 1e-8, eps_in_sqrt=False, centered=True, bias_correction=True
+        ),
+        -0.01,
+        0.9,
+        1e-8,
+        False,
+    ),
+    "rmsprop_centered_eps_in_sqrt": (
+        lambda: jl.rmsprop(0.01, 0.95, 1e-8, eps_in_sqrt=True, centered=True, bias_correction=True),
+        lambda: optax.rmsprop(0.01, 0.95, 1e-8, centered=True, bias_correction=True),
+        -0.01,
+        0.95,
+        1e-8,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CENTERED_BIAS_CORRECTED))
+def test_centered_bias_corrected_gives_optax_numbers(name: str) -> None:
+    """Bias-corrected centered RMSprop against optax, entry by entry, to the rounding that the
+    variance estimate itself allows.
+
+    With bias correction the estimate nu_hat - mu_hat^2 is the weighted variance of the gradients
+    seen so far: exactly 0 after the first step and, after a few steps, the difference of two
+    numbers of size nu_hat that can nearly cancel. A rounding error of a few float32 ulps of
+    nu_hat (delta) then moves the update by about delta / (2 (var + eps)) relative (eps inside
+    the root) or delta / (2 sqrt(var) (sqrt(var) + eps)) (outside), which is far above 1e-6 where
+    the last gradients happened to be close. The tolerance of each entry is RTOL plus that bound,
+    computed in float64 from the same gradients (a wrong decay, correction or eps still misses by
+    orders of magnitude more: checked below). Where the bound is infinite (eps outside the root
+    and a variance of exactly 0, i.e. the first step) both results are rounding noise and only
+    finiteness and the zero-variance bound |g| / eps are asserted.
+    """
+    make_ours, make_peer, scale, decay, eps, eps_in_sqrt = CENTERED_BIAS_CORRECTED[name]
+    grads, params = _gradients(), _params()
+    ours = _run(make_ours(), grads, params)
+    peer = _run(make_peer(), grads, params)
+    assert np.all(np.isfinite(ours))
+
+    G = np.stack([_flat(g) for g in grads])  # (steps, entries), float64
+    t = np.arange(1, NUM_STEPS + 1)[:, None]
+    weights = (1 - decay) * decay ** (t - 1 - np.arange(NUM_STEPS)[None, :])  # w[t, s]
+    weights = np.tril(weights)
+    correction = 1 - decay**t  # (steps, 1)
+    mu_hat = weights @ G / correction
+    nu_hat = weights @ G**2 / correction
+    var = np.maximum(nu_hat - mu_hat**2, 0.0)
+    delta = 8 * np.finfo(np.float32).eps * nu_hat  # a few ulps of the terms that cancel
+    with np.errstate(divide="ignore"):
+        if eps_in_sqrt:
+            sensitivity = delta / (2 * (var + eps))
+            expected = scale * G / np.sqrt(var + eps)
+        else:
+            sensitivity = delta / (2 * np.sqrt(var) * (np.sqrt(var) + eps))
+            expected = scale * G / (np.sqrt(var) + eps)
+    tolerance = RTOL + sensitivity
+    finite = np.isfinite(tolerance)
+    assert finite[1:].all()  # only the first step has a variance of exactly 0
+    np.testing.assert_array_less(
+        np.abs(ours - peer)[finite], (tolerance * np.abs(peer))[finite] + 1e-30
+    )
+    # The float64 formula itself, to the same tolerance: the bound is about the arithmetic only.
+    np.testing.assert_array_less(
+        np.abs(ours - expected)[finite], (2 * tolerance * np.abs(expected))[finite] + 1e-30
+    )
+    bound = abs(scale) * np.abs(G) / (np.sqrt(eps) if eps_in_sqrt else eps)
+    assert np.all(np.abs(ours) <= bound * (1 + 1e-6))
+    # The comparison can fail: optax at a 1% different decay is far outside the tolerance.
+    off = _run(
+        optax.scale_by_stddev(decay * 0.99, eps, eps_in_sqrt=eps_in_sqrt, bias_correction=True),
+        grads,
+        params,
+    )
+    assert np.mean(np.abs(scale * off - peer)[finite] > (tolerance * np.abs(peer))[finite]) > 0.5
+
+
+# --- centered RMSprop: the variance estimate is clamped at 0 ------------------------------------
+
+
+@pytest.mark.parametrize("eps_in_sqrt", [True, False])
+def test_centered_variance_rounding_below_zero_gives_no_nan(eps_in_sqrt: bool) -> None:
+    """A constant gradient with bias correction: mu_hat = g and nu_hat = g^2 exactly in exact
+    arithmetic, so the variance estimate nu_hat - mu_hat^2 is 0 and rounds to either side of it.
+
+    optax 0.2.8 takes the root of the negative roundings and returns NaN (observed from step 7 on,
+    for this gradient); ours clamps the estimate at 0, so every update is finite and bounded by
+    the zero-variance value |g| / sqrt(eps) (or |g| / eps with eps outside the root). The values
+    themselves are rounding noise in both libraries (the variance is 0), so they are not compared.
+    """
+    eps = 1e-8
+    g = jnp.array([0.3, 1.7, 1e3, 0.1, -2.5, 7.0], jnp.float32)
+    kwargs = {"eps_in_sqrt": eps_in_sqrt, "bias_correction": True}
+    runs = []
+    for tx in (jl.scale_by_stddev(0.9, eps, **kwargs), optax.scale_by_stddev(0.9, eps, **kwargs)):
+        state, step, rows = tx.init(g), jax.jit(tx.update), []
+        for _ in range(NUM_STEPS):
+            updates, state = step(g, state)
+            rows.append(np.asarray(updates, np.float64))
+        runs.append(np.stack(rows))
+    ours, peer = runs
+    assert not np.all(np.isfinite(peer))  # optax's NaN: the case is real
+    assert np.all(np.isfinite(ours))
+    bound = np.abs(np.asarray(g, np.float64)) / (np.sqrt(eps) if eps_in_sqrt else eps)
+    assert np.all(np.abs(ours) <= bound * (1 + 1e-6))
+    assert np.all(np.sign(ours) == np.sign(np.asarray(g)))
+
+
+def test_centered_differs_from_plain_rmsprop() -> None:
+    """``centered=True`` is not silently ignored: dividing by the standard deviation rather than
+    the root mean square makes every nonzero update larger in magnitude (var <= nu)."""
+    grads, params = _gradients(), _params()
+    plain = _run(jl.rmsprop(0.01), grads, params)
+    centered = _run(jl.rmsprop(0.01, centered=True), grads, params)
+    nonzero = plain != 0
+    assert np.all(np.abs(centered[nonzero]) >= np.abs(plain[nonzero]) * (1 - RTOL))
+    assert np.median(np.abs(centered[nonzero]) / np.abs(plain[nonzero])) > 1.01

@@ -41,6 +41,7 @@ OPTIMIZERS: dict[str, Factory] = {
     "adagrad": lambda: jl.adagrad(1.0),
     "rmsprop": lambda: jl.rmsprop(5e-3),
     "rmsprop_momentum": lambda: jl.rmsprop(5e-3, momentum=0.9),
+    "rmsprop_centered": lambda: jl.rmsprop(5e-3, centered=True),
     "adadelta": lambda: jl.adadelta(0.1),
     "adadelta_default": lambda: jl.adadelta(),
     "adam": lambda: jl.adam(1e-1),
@@ -57,6 +58,7 @@ BLOCKS: dict[str, Factory] = {
     "scale_by_adam_nesterov": lambda: jl.scale_by_adam(eps_root=1e-8, nesterov=True),
     "scale_by_rms": lambda: jl.scale_by_rms(),
     "scale_by_rms_lecture": lambda: jl.scale_by_rms(eps_in_sqrt=False, bias_correction=True),
+    "scale_by_stddev": lambda: jl.scale_by_stddev(bias_correction=True),
     "scale_by_adagrad": lambda: jl.scale_by_adagrad(),
     "scale_by_adadelta": lambda: jl.scale_by_adadelta(),
     "packed_blocks": lambda: jl.packed(optax.chain(jl.scale_by_rms(), jl.trace(decay=0.5))),
@@ -78,6 +80,7 @@ DISTINCT: dict[str, Factory] = {
         "scale_by_adam_nesterov",
         "scale_by_rms",
         "scale_by_rms_lecture",
+        "scale_by_stddev",
         "packed_blocks",
     )
 }
@@ -202,6 +205,7 @@ ALIAS_ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "adagrad": (jl.adagrad, {"learning_rate": 1.0}),
     "rmsprop": (jl.rmsprop, {"learning_rate": 5e-3}),
     "rmsprop_momentum": (jl.rmsprop, {"learning_rate": 5e-3, "momentum": 0.9}),
+    "rmsprop_centered": (jl.rmsprop, {"learning_rate": 5e-3, "centered": True}),
     "adadelta": (jl.adadelta, {"learning_rate": 0.1}),
     "adadelta_default": (jl.adadelta, {}),
     "adam": (jl.adam, {"learning_rate": 0.1}),

@@ -116,6 +116,29 @@ class RmspropReference:
         return -eta * direction  # -eta_t (G_t + eps)^-1 g_t
 
 
+class CenteredRmspropReference:
+    """RMSprop divided by the standard deviation instead of the root mean square (not in the
+    lecture; PyTorch's ``centered=True``), written with the lecture's weight gamma of the new value:
+
+    EMA(g)_t = gamma g_t + (1 - gamma) EMA(g)_{t-1}, EMA(g^2)_t likewise,
+    step -eta g / (sqrt(EMA(g^2) - EMA(g)^2) + eps).
+    """
+
+    def __init__(self, gamma: float, eps: float) -> None:
+        self.gamma = gamma  # gamma: weight of the NEW value in both averages (decay = 1 - gamma)
+        self.eps = eps  # eps: outside the root
+        self.ema_g: Any = 0.0  # EMA(g)_0 = 0
+        self.ema_g2: Any = 0.0  # EMA(g^2)_0 = 0
+
+    def step(self, g: np.ndarray, eta: float) -> np.ndarray:
+        self.ema_g = self.gamma * g + (1 - self.gamma) * self.ema_g  # EMA(g)_t
+        self.ema_g2 = self.gamma * g**2 + (1 - self.gamma) * self.ema_g2  # EMA(g^2)_t
+        G = np.sqrt(self.ema_g2 - self.ema_g**2)  # G_t: the moving standard deviation
+        # An average of squares that is exactly 0 has only seen zero gradients: step 0.
+        direction = np.divide(g, G + self.eps, out=np.zeros_like(g), where=self.ema_g2 > 0)
+        return -eta * direction  # -eta_t (G_t + eps)^-1 g_t
+
+
 class AdadeltaReference:
     """Zeiler (2012), Algorithm 1, with eta multiplying the final step.
 
@@ -211,6 +234,13 @@ CASES: dict[str, Case] = {
         lambda lr: jl.rmsprop(lr, decay=0.5, eps=0.0),
         lambda: RmspropReference(gamma=1 - 0.5, eps=0.0),
         eta0=0.01,
+    ),
+    # Not in the lecture: PyTorch's centered variant, eps outside the root (jl.rmsprop's default).
+    "rmsprop-centered": Case(
+        lambda lr: jl.rmsprop(lr, decay=0.8, eps=1e-4, centered=True),
+        lambda: CenteredRmspropReference(gamma=1 - 0.8, eps=1e-4),
+        eta0=0.01,
+        grad_scale=1e-2,
     ),
     # eps sets AdaDelta's first steps (about sqrt(eps)); eta = 0.5 tests where eta enters.
     "adadelta": Case(
@@ -357,6 +387,11 @@ BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]
     "scale_by_rms": (
         lambda: jl.scale_by_rms(decay=0.8, eps=1e-4, eps_in_sqrt=False),
         lambda: RmspropReference(gamma=1 - 0.8, eps=1e-4),
+        1e-2,
+    ),
+    "scale_by_stddev": (
+        lambda: jl.scale_by_stddev(decay=0.8, eps=1e-4, eps_in_sqrt=False),
+        lambda: CenteredRmspropReference(gamma=1 - 0.8, eps=1e-4),
         1e-2,
     ),
     "scale_by_adadelta": (

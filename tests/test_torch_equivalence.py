@@ -87,6 +87,18 @@ PAIRS: dict[str, tuple[optax.GradientTransformation, Callable[[list[Any]], Any]]
         jl.rmsprop(0.01, decay=0.9, eps=1e-8),
         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8),
     ),
+    # PyTorch's centered variant divides by sqrt(v - m^2) + eps: eps outside the root, which is
+    # jl.rmsprop's default (eps_in_sqrt=False). eps = 1e-3 makes the placement visible.
+    "rmsprop_centered": (
+        jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, centered=True),
+    ),
+    "rmsprop_centered_momentum": (
+        jl.rmsprop(0.01, decay=0.99, eps=1e-8, centered=True, momentum=0.9),
+        lambda p: torch.optim.RMSprop(
+            p, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9, centered=True
+        ),
+    ),
     "adadelta": (jl.adadelta(), lambda p: torch.optim.Adadelta(p)),
     "adam": (jl.adam(1e-3), lambda p: torch.optim.Adam(p, lr=1e-3)),
 }
@@ -116,3 +128,44 @@ def test_torch_momentum_under_a_schedule_matches_optax_not_the_lecture() -> None
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours[9][0], theirs[9][0], rtol=1e-5)  # same before the drop
     assert np.max(np.abs(ours[-1][0] - theirs[-1][0])) > 1e-2  # different after it
+
+
+def test_torch_centered_rmsprop_puts_eps_outside_the_root() -> None:
+    """optax's default for the centered variant (eps inside the root, ``eps_in_sqrt=True``) is not
+    PyTorch's: at eps = 1e-3 the trajectories part by far more than the tolerance above, while
+    ``jl.rmsprop``'s default (eps outside, the ``rmsprop_centered`` pair) follows PyTorch."""
+    grads = gradients(0)
+    theirs = torch_trajectory(
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-3, centered=True), grads
+    )
+    inside = jax_trajectory(
+        jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True), grads
+    )
+    outside = jax_trajectory(jl.rmsprop(0.01, decay=0.9, eps=1e-3, centered=True), grads)
+    gap_inside = max(np.max(np.abs(x - y)) for x, y in zip(inside[-1], theirs[-1], strict=True))
+    gap_outside = max(np.max(np.abs(x - y)) for x, y in zip(outside[-1], theirs[-1], strict=True))
+    assert gap_outside < 1e-5 < 1e-4 < gap_inside
+
+
+def test_constant_gradient_centered_rmsprop_stays_finite_where_torch_gives_nan() -> None:
+    """A constant gradient: v - m^2 = (1 - alpha^t) alpha^t g^2 tends to 0 and, once alpha^t is
+    below float32's resolution, rounds to either side of it. PyTorch then takes the root of a
+    negative number and its parameters become NaN (observed after 137 steps at alpha = 0.9);
+    ``jl.rmsprop(centered=True)`` clamps the estimate at 0 and keeps stepping, by at most
+    lr * |g| / eps per step."""
+    g = np.array([0.3, 1.7, 1e3, 0.1, -2.5, 7.0], np.float32)
+    num_steps = 300
+    p = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.RMSprop([p], lr=0.01, alpha=0.9, eps=1e-8, centered=True)
+    for _ in range(num_steps):
+        p.grad = torch.from_numpy(g.copy())
+        opt.step()
+    assert not torch.isfinite(p).all()  # the case is real
+
+    tx = jl.rmsprop(0.01, decay=0.9, eps=1e-8, centered=True)
+    state, step = tx.init(jnp.zeros(6)), jax.jit(tx.update)
+    for _ in range(num_steps):
+        updates, state = step(jnp.asarray(g), state)
+        assert np.all(np.isfinite(updates))
+        assert np.all(np.abs(np.asarray(updates)) <= 0.01 * np.abs(g) / 1e-8 * (1 + 1e-6))
+        assert np.all(np.sign(np.asarray(updates)) == -np.sign(g))

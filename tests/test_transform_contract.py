@@ -39,6 +39,7 @@ BUILDING_BLOCKS: dict[str, Callable[[], optax.GradientTransformation]] = {
     "trace_nesterov": lambda: jl.trace(0.9, nesterov=True),
     "scale_by_adagrad": jl.scale_by_adagrad,
     "scale_by_rms": jl.scale_by_rms,
+    "scale_by_stddev": jl.scale_by_stddev,
     "scale_by_adadelta": jl.scale_by_adadelta,
     "scale_by_adam": jl.scale_by_adam,
 }
@@ -407,3 +408,56 @@ def test_eps_zero_never_divides_zero_by_zero(factory: Callable[..., Any]) -> Non
         updates, state = step(jnp.asarray(g), state)
         chex.assert_tree_all_finite((updates, state))
         assert float(updates[0]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"decay": 1.0}, "decay"),
+        ({"decay": -0.1}, "decay"),
+        ({"eps": -1e-8}, "eps"),
+        ({"eps": math.inf}, "eps"),
+        ({"initial_scale": -1.0}, "initial_scale"),
+        ({"eps_in_sqrt": "yes"}, "eps_in_sqrt"),
+        ({"bias_correction": None}, "bias_correction"),
+        ({"accumulator_dtype": jnp.int32}, "accumulator_dtype"),
+    ],
+    ids=lambda x: str(x),
+)
+def test_scale_by_stddev_bad_arguments_raise(kwargs: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        jl.scale_by_stddev(**kwargs)
+    with pytest.raises(ValueError, match=argument):
+        jl.rmsprop(0.1, centered=True, **kwargs)
+
+
+def test_rmsprop_centered_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="centered"):
+        jl.rmsprop(0.1, centered="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_centered_eps_zero_never_divides_zero_by_zero(bias_correction: bool) -> None:
+    """``rmsprop(centered=True, eps=0)``: a coordinate that has only seen zero gradients stays put
+    (its variance estimate is 0, the formula 0/0), and the state stays finite."""
+    tx = jl.rmsprop(0.1, eps=0.0, centered=True, bias_correction=bias_correction)
+    state = tx.init(jnp.ones(3))
+    step = jax.jit(tx.update)
+    for g in ([0.0, 1.0, -2.0], [0.0, 0.5, 0.0]):
+        updates, state = step(jnp.asarray(g), state)
+        chex.assert_tree_all_finite((updates, state))
+        assert float(updates[0]) == 0.0
+
+
+def test_scale_by_stddev_accumulator_dtype() -> None:
+    """bf16 parameters with ``accumulator_dtype=float32``: both averages in float32, the updates
+    in bf16; complex parameters keep a complex mean and a real average of |g|^2."""
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
+    tx = jl.scale_by_stddev(accumulator_dtype=jnp.float32)
+    g = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, jnp.bfloat16), params)
+    updates, state = tx.update(g, tx.init(params))
+    chex.assert_trees_all_equal_dtypes(updates, g)
+    assert {x.dtype for x in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
+    state = jl.scale_by_stddev().init(jnp.zeros(2, jnp.complex64))
+    assert state.mu.dtype == jnp.complex64
+    assert state.nu.dtype == jnp.float32
