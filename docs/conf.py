@@ -63,8 +63,13 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(ArrayLike|Array|DTypeLike|PyTree|Params|Updates|Schedule|ScalarOrSchedule)"),
     (r"py:.*", r"(collections|typing|pathlib|argparse|os|types|enum|dataclasses)\..*"),
     (r"py:.*", r"(NamedTuple|Callable|Sequence|Mapping|Iterable|Iterator|Any|Path)"),
-    # Type aliases and type variables of the engine's signatures (not public names).
-    (r"py:.*", r"(jaxopt_lectures\.experiments\.engine\.)?(OptimizerFactory|LossFn|K)"),
+    # Type aliases and type variables of the engine's and the experiments' signatures (not public
+    # names), and the typing module's stand-in for a forward reference.
+    (
+        r"py:.*",
+        r"(jaxopt_lectures\.experiments(\.\w+)*\.)?(OptimizerFactory|LossFn|K|R|Key)",
+    ),
+    (r"py:.*", r"TypeAliasForwardRef"),
 ]
 
 autodoc_member_order = "bysource"
@@ -150,8 +155,37 @@ def generated_modules() -> list[str]:
             continue  # the optimizers' package: nothing of its own
         if exported is not None and all(id(getattr(module, item)) in covered for item in exported):
             continue
+        if exported is not None and _reexported_by_parent(module, exported):
+            continue
         result.append(name)
     return result
+
+
+def _reexported_by_parent(module: ModuleType, exported: list[str]) -> bool:
+    """Whether the package above ``module`` exports every public name of it (the experiments'
+    ``engine`` package re-exports its submodules' names): the package's page documents them, and
+    a second page would give each name two targets."""
+    parent = importlib.import_module(module.__name__.rpartition(".")[0])
+    parent_objects = {id(getattr(parent, item)) for item in getattr(parent, "__all__", [])}
+    return all(id(getattr(module, item)) in parent_objects for item in exported)
+
+
+def _resolve_reexport(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve ``pkg.module.Name`` (how a type hint names a class) to the page that documents it
+    as ``pkg.Name``, the public path it is re-exported under (``jaxopt_lectures.nn.MLPConfig``)."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"]
+    module, _, name = target.rpartition(".")
+    domain = env.get_domain("py")
+    while module:
+        module = module.rpartition(".")[0]
+        candidate = f"{module}.{name}" if module else name
+        if candidate in domain.objects:
+            return domain.resolve_xref(
+                env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode
+            )
+    return None
 
 
 def _directive(module: ModuleType, name: str) -> str:
@@ -208,6 +242,7 @@ def _write_module_pages() -> None:
 def setup(app: Any) -> dict[str, bool]:
     """Sphinx calls this before reading the sources: write the generated files."""
     app.connect("autodoc-process-docstring", _no_type_docstring, priority=100)  # before napoleon
+    app.connect("missing-reference", _resolve_reexport)
     _sync_notebooks()
     _write_module_pages()
     return {"parallel_read_safe": True}

@@ -44,7 +44,7 @@ class NormalizerState(NamedTuple):
     a relative error of 6e-8, beyond that). The sum of squared deviations is kept as
     ``M2 = m2 * scale**2`` with ``scale`` a power of two per component: 1 for ordinary data (then
     ``m2`` is M2 itself, bit for bit), larger only when the deviations are so large that their
-    squares would overflow the dtype (|x - mu| above 2**32 in float32), so that data whose
+    squares would overflow the dtype (``|x - mu|`` above 2**32 in float32), so that data whose
     values are finite always gives finite statistics and a finite standardization.
     ``var`` is the lecture's biased variance M2 / count.
     """
@@ -62,7 +62,7 @@ class NormalizerState(NamedTuple):
         """The lecture's ``sigma^2 = M2 / |D|`` (biased, as sklearn's ``StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
-        Where sigma^2 itself is beyond the dtype's range (|x| around 1e20 and more in float32) it
+        Where sigma^2 itself is beyond the dtype's range (``|x|`` around 1e20 and more in float32) it
         is inf; :func:`normalize` works from sigma and stays finite.
         """
         return self.m2 / self._per_state(jnp.maximum(self.count, 1)) * self.scale * self.scale

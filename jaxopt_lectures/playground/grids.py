@@ -46,7 +46,8 @@ NUM_STEPS = 100
 """Steps per trajectory (the page shows the start and the iterates after 1, ..., NUM_STEPS)."""
 
 START_GRID = 5
-"""Start points per axis: a START_GRID x START_GRID grid through each function's default start."""
+"""The number of start points per axis (a START_GRID x START_GRID grid through each function's
+default start)."""
 
 LOSS_FLOOR = 1e-12
 """Loss gaps L - L* below this are stored (and drawn) as this: the floor of the log-scale plots."""
@@ -317,8 +318,9 @@ def run_direct(
     Returns:
       ``(thetas (num_steps + 1, 2), losses (num_steps + 1,))``, start included.
 
-    Example (one step of gradient descent, eta = 0.2, on the lecture's quadratic with
-    A = diag(1/20, 1): x shrinks by 1 - 2 eta / 20, y by 1 - 2 eta):
+    Example, one step of gradient descent (eta = 0.2) on the lecture's quadratic with
+    A = diag(1/20, 1), where x shrinks by 1 - 2 eta / 20 and y by 1 - 2 eta:
+
       >>> from jaxopt_lectures.playground.grids import methods, run_direct
       >>> from jaxopt_lectures.experiments.problems import quadratic
       >>> sgd = methods("quadratic")[0]

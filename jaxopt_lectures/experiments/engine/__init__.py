@@ -2,12 +2,12 @@
 
 Pure functions of their inputs, each compiling one program per call:
 
-- :mod:`.trajectories`: an optimizer on a small 2-D problem (:func:`run_trajectories`);
-- :mod:`.sweeps`: one program for many settings as lanes of a ``vmap``
+- ``trajectories``: an optimizer on a small 2-D problem (:func:`run_trajectories`);
+- ``sweeps``: one program for many settings as lanes of a ``vmap``
   (:func:`sweep_trajectories` over learning rates, :func:`select_optimizer` over optimizers);
-- :mod:`.training`: MLPs trained on a data set with early stopping (:func:`train`);
-- :mod:`.measures`: what is read off a curve (:func:`first_reach`);
-- :mod:`.timing`: compile and run times, collected by a :class:`Timer` the caller passes in.
+- ``training``: MLPs trained on a data set with early stopping (:func:`train`);
+- ``measures``: what is read off a curve (:func:`first_reach`);
+- ``timing``: compile and run times, collected by a :class:`Timer` the caller passes in.
 """
 
 from jaxopt_lectures.experiments.engine.measures import first_reach

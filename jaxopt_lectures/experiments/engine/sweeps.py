@@ -65,7 +65,7 @@ def sweep_trajectories(
 def select_optimizer(
     factories: Sequence[OptimizerFactory],
 ) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
-    """One optimizer factory that ``vmap``s over *different* optimizers.
+    """One optimizer factory that ``vmap`` can map over *different* optimizers.
 
     ``select_optimizer([f_0, ..., f_n])((i, lr))`` behaves exactly like ``f_i(lr)``: its state is
     the tuple of all the optimizers' states (so every choice has the same state type) and its

@@ -100,7 +100,7 @@ class BatchNormResult(NamedTuple):
 
     @property
     def reach(self) -> dict[str, np.ndarray]:
-        """Steps to the target validation accuracy, rates x seeds (inf: never)."""
+        """Steps to the target validation accuracy, rates x seeds (inf where never reached)."""
         return {
             k: np.array(
                 [

@@ -76,7 +76,7 @@ class NormalizationResult(NamedTuple):
 
     @property
     def best(self) -> dict[str, tuple[float, float]]:
-        """Per input: the fewest epochs to the target (over rates) and the rate."""
+        """For each input, the fewest epochs to the target (over rates) and the rate."""
         return {
             k: (float(np.min(m)), float(RATES[int(np.argmin(m))]))
             for k, m in self.mean_reach.items()

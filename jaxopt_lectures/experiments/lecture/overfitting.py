@@ -19,7 +19,7 @@ DROPOUT = 0.5
 
 
 class OverfittingResult(NamedTuple):
-    """The runs without and with dropout and their per-seed statistics (:func:`_stats`)."""
+    """The runs without and with dropout and their per-seed statistics."""
 
     epochs: int
     seeds: tuple[int, ...]
@@ -30,7 +30,7 @@ class OverfittingResult(NamedTuple):
 
     @property
     def stats(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """:func:`_stats` of the run without and of the run with dropout."""
+        """The per-seed statistics of the run without and of the run with dropout."""
         return _stats(self.plain), _stats(self.drop)
 
     @property
