@@ -7,7 +7,7 @@ adapter that turns the three pieces into the CLI's
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,14 @@ import numpy as np
 from jaxopt_lectures.experiments import engine, figures
 from jaxopt_lectures.experiments.base import Claim, Context, Result, jsonable
 
-__all__ = ["as_numbers", "compiled_run", "fitted_exponent", "rank_correlation", "to_result"]
+__all__ = [
+    "as_numbers",
+    "compiled_run",
+    "fit_mlps",
+    "fitted_exponent",
+    "rank_correlation",
+    "to_result",
+]
 
 
 def compiled_run(what: str, jitted: Any, *args: Any) -> tuple[Any, float, float]:
@@ -87,3 +94,51 @@ def to_result(
         claims=claims(result),
         settings=jsonable(dataclasses.asdict(config)),
     )
+
+
+def fit_mlps(
+    models: Mapping[str, engine.MLP],
+    tx: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    steps: int,
+    seeds: Sequence[int],
+    batch_size: int = 64,
+) -> dict[str, tuple[Any, Any]]:
+    """Train every model with the optimizer ``tx`` for ``steps`` mini-batch steps per seed, with no
+    evaluation along the way, all in one compiled program: the cheapest way to trained parameters
+    (the engine's :func:`~jaxopt_lectures.experiments.engine.train` also records curves and keeps
+    the best parameters, which costs compile time). NumPy draws the mini-batches from each seed
+    (the same for every model); seeds are ``vmap``-ed. Returns ``{name: (params, bn_state)}``
+    with a leading seed axis (NumPy)."""
+    import jax
+    import jax.numpy as jnp
+
+    n = len(x_train)
+    num_classes = int(np.max(y_train)) + 1
+    batches = np.stack(
+        [np.random.default_rng(s).integers(0, n, (steps, batch_size)) for s in seeds]
+    )
+    x, y = jnp.asarray(x_train), jnp.asarray(y_train)
+
+    def one(model: engine.MLP, seed: jax.Array, idx: jax.Array) -> tuple[Any, Any]:
+        carry = engine.init_carry(model, tx, jax.random.key(seed), x.shape[1], num_classes)
+
+        def step(carry: engine.TrainCarry, i: jax.Array) -> tuple[engine.TrainCarry, jax.Array]:
+            key = jax.random.fold_in(jax.random.key(seed), carry.step)
+            return engine.train_step(model, tx, carry, (x[i], y[i], key))
+
+        carry, _ = jax.lax.scan(step, carry, idx)
+        return carry.params, carry.bn_state
+
+    @jax.jit
+    def fit_all(seed_arr: jax.Array, batches: jax.Array) -> dict[str, Any]:
+        return {
+            name: jax.vmap(lambda s, b, m=m: one(m, s, b))(seed_arr, batches)
+            for name, m in models.items()
+        }
+
+    seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
+    out, _, _ = compiled_run("fit", fit_all, seed_arr, jnp.asarray(batches))
+    return dict(out)
