@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from jaxopt_lectures.experiments import engine, figures
 from jaxopt_lectures.experiments.base import Claim, Context, Result, jsonable
+from jaxopt_lectures.experiments.data import Dataset
 
 __all__ = [
+    "Fitted",
     "as_numbers",
     "compiled_run",
     "fit_mlps",
@@ -96,49 +98,79 @@ def to_result(
     )
 
 
+class Fitted(NamedTuple):
+    """What :func:`fit_mlps` returns per run, NumPy arrays with leading axes (rates, seeds,
+    checkpoints): parameters and batch-norm state after ``steps[k]`` steps, and the validation
+    accuracy and training loss (inference mode, whole splits) there."""
+
+    params: Any
+    bn_state: Any
+    val_acc: np.ndarray
+    train_loss: np.ndarray
+    steps: np.ndarray
+
+
 def fit_mlps(
-    models: Mapping[str, engine.MLP],
-    tx: Any,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
+    runs: Mapping[str, engine.TrainRun],
+    data: Dataset,
     *,
     steps: int,
     seeds: Sequence[int],
+    checkpoints: int = 1,
     batch_size: int = 64,
-) -> dict[str, tuple[Any, Any]]:
-    """Train every model with the optimizer ``tx`` for ``steps`` mini-batch steps per seed, with no
-    evaluation along the way, all in one compiled program: the cheapest way to trained parameters
-    (the engine's :func:`~jaxopt_lectures.experiments.engine.train` also records curves and keeps
-    the best parameters, which costs compile time). NumPy draws the mini-batches from each seed
-    (the same for every model); seeds are ``vmap``-ed. Returns ``{name: (params, bn_state)}``
-    with a leading seed axis (NumPy)."""
+) -> dict[str, Fitted]:
+    """Train every run at each of its rates and seeds for ``steps`` mini-batch steps, in one
+    compiled program, keeping the parameters at ``checkpoints`` evenly spaced steps (the last
+    one at ``steps``) with their validation accuracy and training loss.
+
+    A lighter sibling of :func:`~jaxopt_lectures.experiments.engine.train` (no per-epoch curves,
+    no early stopping: less to compile) for experiments that probe trained parameters. NumPy
+    draws the mini-batches (with replacement) from each seed, the same for every run and rate.
+    """
     import jax
     import jax.numpy as jnp
 
-    n = len(x_train)
-    num_classes = int(np.max(y_train)) + 1
+    if steps < 1 or checkpoints < 1 or steps % checkpoints:
+        raise ValueError(f"checkpoints ({checkpoints}) must divide steps ({steps}), both >= 1")
+    n = len(data.x_train)
+    period = steps // checkpoints
     batches = np.stack(
-        [np.random.default_rng(s).integers(0, n, (steps, batch_size)) for s in seeds]
+        [np.random.default_rng(s).integers(0, n, (checkpoints, period, batch_size)) for s in seeds]
     )
-    x, y = jnp.asarray(x_train), jnp.asarray(y_train)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
 
-    def one(model: engine.MLP, seed: jax.Array, idx: jax.Array) -> tuple[Any, Any]:
-        carry = engine.init_carry(model, tx, jax.random.key(seed), x.shape[1], num_classes)
+    def one(run: engine.TrainRun, rate: jax.Array, seed: jax.Array, idx: jax.Array) -> Any:
+        tx = run.optimizer(rate)
+        key = jax.random.key(seed)
+        carry = engine.init_carry(run.model, tx, key, x.shape[1], data.num_classes)
 
         def step(carry: engine.TrainCarry, i: jax.Array) -> tuple[engine.TrainCarry, jax.Array]:
-            key = jax.random.fold_in(jax.random.key(seed), carry.step)
-            return engine.train_step(model, tx, carry, (x[i], y[i], key))
+            k = jax.random.fold_in(key, carry.step)
+            return engine.train_step(run.model, tx, carry, (x[i], y[i], k))
 
-        carry, _ = jax.lax.scan(step, carry, idx)
-        return carry.params, carry.bn_state
+        def chunk(carry: engine.TrainCarry, idx: jax.Array) -> tuple[engine.TrainCarry, Any]:
+            carry, _ = jax.lax.scan(step, carry, idx)
+            train_loss, _ = engine._evaluate(run.model, carry.params, carry.bn_state, x, y)
+            _, val_acc = engine._evaluate(run.model, carry.params, carry.bn_state, xv, yv)
+            return carry, (carry.params, carry.bn_state, val_acc, train_loss)
+
+        _, saved = jax.lax.scan(chunk, carry, idx)
+        return saved
 
     @jax.jit
-    def fit_all(seed_arr: jax.Array, batches: jax.Array) -> dict[str, Any]:
-        return {
-            name: jax.vmap(lambda s, b, m=m: one(m, s, b))(seed_arr, batches)
-            for name, m in models.items()
-        }
+    def fit_all(rates: list[jax.Array], seed_arr: jax.Array, batches: jax.Array) -> list[Any]:
+        out = []
+        for run, r in zip(runs.values(), rates, strict=True):
+            per_seed = jax.vmap(lambda lr, s, b, run=run: one(run, lr, s, b), (None, 0, 0))
+            out.append(jax.vmap(per_seed, (0, None, None))(r, seed_arr, batches))
+        return out
 
+    rates = [jnp.asarray(np.asarray(r.learning_rates, np.float32)) for r in runs.values()]
     seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
-    out, _, _ = compiled_run("fit", fit_all, seed_arr, jnp.asarray(batches))
-    return dict(out)
+    out, _, _ = compiled_run("fit", fit_all, rates, seed_arr, jnp.asarray(batches))
+    at = np.arange(1, checkpoints + 1) * period
+    return {
+        name: Fitted(params=o[0], bn_state=o[1], val_acc=o[2], train_loss=o[3], steps=at)
+        for name, o in zip(runs, out, strict=True)
+    }

@@ -29,7 +29,7 @@ import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures, kit
 from jaxopt_lectures.experiments.base import Claim, Context, Result
 from jaxopt_lectures.experiments.data import Dataset
-from jaxopt_lectures.experiments.engine import MLP, cross_entropy
+from jaxopt_lectures.experiments.engine import MLP, TrainRun, cross_entropy
 
 __all__ = [
     "HIMMELBLAU_MINIMA",
@@ -185,10 +185,9 @@ def compute(config: LandscapeConfig, key: jax.Array, data: Dataset) -> Landscape
     seed0 = int(np.asarray(jax.random.key_data(key)).ravel()[-1]) % (2**31)
     seeds = tuple(seed0 + i for i in range(config.num_seeds))
     steps = config.epochs * (len(data.x_train) // 64)
-    fitted = kit.fit_mlps(
-        models, jl.adam(1e-3), data.x_train, data.y_train, steps=steps, seeds=seeds
-    )
-    trained = {name: params for name, (params, _) in fitted.items()}
+    runs = {name: TrainRun(jl.adam, (1e-3,), m) for name, m in models.items()}
+    fitted = kit.fit_mlps(runs, data, steps=steps, seeds=seeds)
+    trained = {name: jax.tree.map(lambda a: a[0, :, -1], f.params) for name, f in fitted.items()}
     x = jnp.asarray(data.x_train[: config.batch])
     y = jnp.asarray(data.y_train[: config.batch])
     alphas = np.linspace(-config.alpha, config.alpha, config.num_alphas, dtype=np.float32)
