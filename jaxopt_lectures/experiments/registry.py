@@ -5,12 +5,19 @@ from __future__ import annotations
 from jaxopt_lectures.experiments import (
     activations,
     batch_norm,
+    bn_landscape,
+    curvature,
+    dropout_map,
     gradients,
+    landscape,
+    momentum_friction,
     newton,
+    newton_cost,
     normalization,
     optimizers,
     overfitting,
     race,
+    sgd_decay,
 )
 from jaxopt_lectures.experiments.base import Experiment
 
@@ -29,6 +36,33 @@ EXPERIMENTS: dict[str, Experiment] = {
             run=gradients.run,
         ),
         Experiment(
+            name="landscape",
+            title="Initial values: basins of attraction and rougher surfaces with depth",
+            section="Problem: initial values of the parameters",
+            summary="gradient descent from a grid of starts on Himmelblau's function; the loss "
+            "along filter-normalized random directions, shallow vs deep MLP",
+            stages=1,
+            run=landscape.run,
+        ),
+        Experiment(
+            name="sgd-decay",
+            title="SGD with a constant and a decaying learning rate",
+            section="SGD (or MBGD): standard, decaying learning rate",
+            summary="the noise floor against rate and batch size (vmap-ed grid); inverse-time "
+            "decay going below it",
+            stages=1,
+            run=sgd_decay.run,
+        ),
+        Experiment(
+            name="momentum-friction",
+            title="Momentum as friction",
+            section="Momentum",
+            summary="steps to a tolerance against gamma on the narrow valley, with the heavy "
+            "ball's theory",
+            stages=1,
+            run=momentum_friction.run,
+        ),
+        Experiment(
             name="newton",
             title="Gradient descent vs Newton-Raphson on the quadratic",
             section="2nd order methods",
@@ -36,6 +70,24 @@ EXPERIMENTS: dict[str, Experiment] = {
             "lands in one",
             stages=2,
             run=newton.run,
+        ),
+        Experiment(
+            name="newton-cost",
+            title="Newton's cost against d",
+            section="AdaGrad (the cost of the inverse Hessian)",
+            summary="timed steps of dense Newton, Newton-CG and the gradient against the number "
+            "of parameters, with fitted exponents",
+            stages=1,
+            run=newton_cost.run,
+        ),
+        Experiment(
+            name="curvature",
+            title="Adaptive methods as curvature scaling; Adam's bias correction",
+            section="AdaGrad, RMSprop, Adam",
+            summary="per-coordinate effective step against 1/H_ii on the quadratic and a network; "
+            "Adam with and without bias correction",
+            stages=1,
+            run=curvature.run,
         ),
         Experiment(
             name="race",
@@ -64,6 +116,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             run=overfitting.run,
         ),
         Experiment(
+            name="dropout-map",
+            title="Where dropout helps",
+            section="Dropout; Contrasting overfitting",
+            summary="final gap and best validation loss over dropout rate x training-set size",
+            stages=1,
+            run=dropout_map.run,
+        ),
+        Experiment(
             name="input-normalization",
             title="Input normalization",
             section="Input normalization",
@@ -79,6 +139,15 @@ EXPERIMENTS: dict[str, Experiment] = {
             "eigenvalue",
             stages=3,
             run=batch_norm.run,
+        ),
+        Experiment(
+            name="bn-landscape",
+            title="Batch norm: smoothness along the training path, and getting stuck",
+            section="Normalizing in between layers (batch normalization)",
+            summary="Santurkar et al.'s loss range, gradient predictiveness and beta-smoothness "
+            "with and without BN; share of runs reaching the target",
+            stages=1,
+            run=bn_landscape.run,
         ),
         Experiment(
             name="relu-vs-sigmoid",
