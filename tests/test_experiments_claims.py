@@ -99,7 +99,8 @@ def _numpy_preconditioner(method: str, grads: list[np.ndarray], rate: float) -> 
 def test_effective_step_against_a_numpy_reimplementation(method: str) -> None:
     rng = np.random.default_rng(0)
     grads = [rng.standard_normal(7) * np.geomspace(0.1, 10, 7) for _ in range(25)]
-    tx = {"adagrad": jl.adagrad, "rmsprop": jl.rmsprop, "adam": jl.adam}[method](0.05)
+    tx = jl.adagrad(0.05) if method == "adagrad" else jl.rmsprop(0.05)
+    tx = jl.adam(0.05) if method == "adam" else tx
     state = tx.init(jnp.zeros(7))
     update = jax.jit(tx.update)
     for g in grads:

@@ -138,7 +138,9 @@ def effective_step(method: str, state: Any, rate: float) -> Any:
 
 
 def _make(method: str, rate: float) -> optax.GradientTransformation:
-    return {"adagrad": jl.adagrad, "rmsprop": jl.rmsprop, "adam": jl.adam}[method](rate)
+    if method == "adagrad":
+        return jl.adagrad(rate)
+    return jl.rmsprop(rate) if method == "rmsprop" else jl.adam(rate)
 
 
 @dataclass(frozen=True, eq=False)

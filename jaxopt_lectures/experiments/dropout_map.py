@@ -106,7 +106,7 @@ def compute(config: DropoutMapConfig, key: jax.Array, data: Dataset) -> DropoutM
         return train, -jnp.mean(ce(xv, yv))
 
     def one(h: jax.Array, batches: jax.Array) -> tuple[jax.Array, jax.Array]:
-        model = MLP(config.hidden, dropout_rate=h[0])
+        model = MLP(config.hidden, dropout_rate=h[0])  # type: ignore[arg-type]  # traced rate
         key = jax.random.key(h[2].astype(jnp.uint32))
         carry = init_carry(model, tx, key, x.shape[1], data.num_classes)
 

@@ -104,7 +104,7 @@ def compute(config: NewtonCostConfig, key: jax.Array) -> NewtonCostResult:
             _, c, _ = kit.compiled_run(f"{method} d={d}", fn, theta)  # compiles once per size
             compile_s += c
             calls.append((method, int(d), fn, theta))
-    times = {(m, d): [] for m, d, _, _ in calls}
+    times: dict[tuple[str, int], list[float]] = {(m, d): [] for m, d, _, _ in calls}
     start = time.perf_counter()
     for _ in range(config.repeats):
         for method, d, fn, theta in calls:

@@ -97,7 +97,13 @@ def compute(config: SgdDecayConfig, key: jax.Array) -> SgdDecayResult:
             return 0.5 * e @ hess @ e
 
         rate, batch, decayed = h[0], h[1], h[2]
-        tx = jl.sgd(jl.inverse_time_decay(rate, decay_rate=decayed, decay_steps=config.decay_steps))
+        # traced rate and decay (jax arrays pass the construction checks)
+        schedule = jl.inverse_time_decay(
+            rate,  # type: ignore[arg-type]
+            decay_rate=decayed,  # type: ignore[arg-type]
+            decay_steps=config.decay_steps,
+        )
+        tx = jl.sgd(schedule)
         w0 = jnp.zeros(config.dim, jnp.float32)
 
         def step(carry: tuple[jax.Array, Any], idx: jax.Array) -> tuple[Any, jax.Array]:
