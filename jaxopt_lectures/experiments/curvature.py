@@ -34,7 +34,13 @@ import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures, kit
 from jaxopt_lectures.experiments.base import Claim, Context, Result, fmt
 from jaxopt_lectures.experiments.data import Dataset
-from jaxopt_lectures.experiments.engine import MLP, cross_entropy, init_carry, train_step
+from jaxopt_lectures.experiments.engine import (
+    MLP,
+    cross_entropy,
+    init_carry,
+    select_optimizer,
+    train_step,
+)
 
 __all__ = [
     "CurvatureConfig",
@@ -137,12 +143,6 @@ def effective_step(method: str, state: Any, rate: float) -> Any:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def _make(method: str, rate: float) -> optax.GradientTransformation:
-    if method == "adagrad":
-        return jl.adagrad(rate)
-    return jl.rmsprop(rate) if method == "rmsprop" else jl.adam(rate)
-
-
 @dataclass(frozen=True, eq=False)
 class CurvatureResult:
     """Effective steps against inverse Hessian diagonals (quadratic and network), with rank
@@ -183,23 +183,31 @@ def compute(config: CurvatureConfig, key: jax.Array, data: Dataset) -> Curvature
     yh = jnp.asarray(data.y_train[: config.hessian_batch])
     bias_seeds = jnp.arange(config.num_seeds, dtype=jnp.uint32)
 
-    # Random draws happen inside the one compiled program (eager ones compile one by one).
-    def quad_run(method: str, theta0: jax.Array) -> jax.Array:
-        tx = _make(method, config.quad_rate)
+    # The three methods are lanes of one vmap (engine.select_optimizer): one training loop and
+    # one Hessian-diagonal graph to compile instead of three. Random draws happen inside the
+    # compiled program too (eager ones would compile one by one).
+    choose = select_optimizer([jl.adagrad, jl.rmsprop, jl.adam])
+
+    def all_steps(state: Any, rate: float) -> jax.Array:
+        """Every method's effective step from the combined state, stacked; lane i uses row i."""
+        return jnp.stack(
+            [ravel_pytree(effective_step(m, state[i], rate))[0] for i, m in enumerate(METHODS)]
+        )
+
+    def quad_run(index: jax.Array, theta0: jax.Array) -> jax.Array:
+        tx = choose(jnp.stack([index, jnp.float32(config.quad_rate)]))
 
         def step(carry: tuple[jax.Array, Any], _: None) -> tuple[Any, jax.Array]:
             theta, state = carry
             g = 2.0 * jnp.asarray(a) * theta
             updates, state = tx.update(g, state, theta)
-            return (theta + updates, state), jnp.log(
-                effective_step(method, state, config.quad_rate)
-            )
+            return (theta + updates, state), jnp.log(all_steps(state, config.quad_rate))
 
         _, log_steps = jax.lax.scan(step, (theta0, tx.init(theta0)), None, config.quad_steps)
-        return log_steps.mean(0)
+        return log_steps.mean(0)  # (methods, dim)
 
-    def net_run(method: str, k_init: jax.Array, k_coords: jax.Array) -> tuple[Any, Any]:
-        tx = _make(method, config.net_rate)
+    def net_run(index: jax.Array, k_init: jax.Array, k_coords: jax.Array) -> tuple[Any, Any]:
+        tx = choose(jnp.stack([index, jnp.float32(config.net_rate)]))
         carry = init_carry(model, tx, k_init, x.shape[1], data.num_classes)
         carry, _ = jax.lax.scan(
             lambda c, i: train_step(model, tx, c, (x[i], y[i], k_init)), carry, net_batches
@@ -218,8 +226,7 @@ def compute(config: CurvatureConfig, key: jax.Array, data: Dataset) -> Curvature
             return jax.jvp(grad, (flat,), (e,))[1][i]
 
         h = jax.lax.map(diag, coords)
-        steps = ravel_pytree(effective_step(method, carry.opt_state, config.net_rate))[0]
-        return h, steps[coords]
+        return h, all_steps(carry.opt_state, config.net_rate)[:, coords]
 
     def bias_run(correct: jax.Array, rate: jax.Array, seed: jax.Array, idx: jax.Array) -> Any:
         k_init = jax.random.key(seed)
@@ -238,8 +245,9 @@ def compute(config: CurvatureConfig, key: jax.Array, data: Dataset) -> Curvature
     def everything(key: jax.Array, rates: jax.Array) -> dict[str, Any]:
         k_start, k_init, k_coords = jax.random.split(key, 3)
         starts = jax.random.normal(k_start, (config.num_starts, config.dim))
-        quad = {m: jax.vmap(lambda s, m=m: quad_run(m, s))(starts).mean(0) for m in METHODS}
-        net = {m: net_run(m, k_init, k_coords) for m in METHODS}
+        lanes = jnp.arange(len(METHODS), dtype=jnp.float32)
+        quad = jax.vmap(lambda i: jax.vmap(lambda s: quad_run(i, s))(starts).mean(0))(lanes)
+        net = jax.vmap(lambda i: net_run(i, k_init, k_coords))(lanes)
         per_seed = jax.vmap(bias_run, in_axes=(None, None, 0, 0))
         per_rate = jax.vmap(per_seed, in_axes=(None, 0, None, None))
         both = jax.vmap(per_rate, in_axes=(0, None, None, None))
@@ -249,10 +257,12 @@ def compute(config: CurvatureConfig, key: jax.Array, data: Dataset) -> Curvature
     rates = jnp.asarray(np.asarray(config.bias_rates, np.float32))
     out, compile_s, run_s = kit.compiled_run("curvature", everything, key, rates)
     inv_q = 1.0 / hess_diag
-    quad_step = {m: np.exp(np.asarray(v, np.float64)) for m, v in out["quad"].items()}
+    quad = np.asarray(out["quad"], np.float64)  # (lanes, methods, dim): lane i runs method i
+    quad_step = {m: np.exp(quad[i, i]) for i, m in enumerate(METHODS)}
+    net_h, net_s = (np.asarray(v, np.float64) for v in out["net"])
     net_inv, net_step, neg = {}, {}, {}
-    for m, (h, s) in out["net"].items():
-        h, s = np.asarray(h, np.float64), np.asarray(s, np.float64)
+    for i, m in enumerate(METHODS):
+        h, s = net_h[i], net_s[i, i]
         keep = np.abs(h) > 1e-10
         neg[m] = float(np.mean(h[keep] < 0))
         net_inv[m], net_step[m] = 1.0 / np.abs(h[keep]), s[keep]
