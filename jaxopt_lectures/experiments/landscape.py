@@ -147,6 +147,7 @@ class LandscapeResult:
     surfaces: dict[str, np.ndarray]  # depth -> (surface, surface), seed 0
     roughness: dict[str, np.ndarray]  # depth -> (seeds, directions)
     local_minima: dict[str, np.ndarray]
+    rise: dict[str, np.ndarray]  # (seeds, directions): mean of L at alpha = +-max minus L at 0
     train_loss: dict[str, np.ndarray]  # at the trained point, per seed
     val_acc: dict[str, np.ndarray]
     depths: dict[str, int]
@@ -244,6 +245,7 @@ def compute(config: LandscapeConfig, key: jax.Array, data: Dataset) -> Landscape
         surfaces={k: np.asarray(v[1][0], np.float64) for k, v in out.items()},  # seed 0
         roughness={k: v[0] for k, v in rough.items()},
         local_minima={k: v[1] for k, v in rough.items()},
+        rise={k: v[..., [0, -1]].mean(-1) - v[..., len(alphas) // 2] for k, v in curves.items()},
         train_loss={k: np.asarray(v[2], np.float64) for k, v in out.items()},
         val_acc={k: np.asarray(v[3], np.float64) for k, v in out.items()},
         depths={k: len(m.hidden) for k, m in models.items()},
@@ -338,7 +340,10 @@ def claims(result: LandscapeResult) -> list[Claim]:
             f"along {rs.shape[-1]} filter-normalized directions x {rs.shape[0]} seeds: "
             f"{result.depths['deep']} hidden layers {rd.mean():.3f} (max {rd.max():.3f}), "
             f"{result.depths['shallow']} hidden layer {rs.mean():.3f} (max {rs.max():.3f}); "
-            f"local minima per curve {md.mean():.2f} vs {ms.mean():.2f}; trained to training "
+            f"local minima per curve {md.mean():.2f} vs {ms.mean():.2f}; sharpness (rise of "
+            f"the loss from alpha 0 to +-{result.alphas[-1]:g}):  {result.rise['deep'].mean():.3g} vs "
+            f"{result.rise['shallow'].mean():.3g}; "
+            "trained to training "
             f"loss {result.train_loss['deep'].mean():.3g} vs "
             f"{result.train_loss['shallow'].mean():.3g}",
             rule="mean roughness of the deep network's curves above the shallow one's",

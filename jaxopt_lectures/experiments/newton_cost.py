@@ -47,7 +47,7 @@ class NewtonCostConfig:
 
 FULL = NewtonCostConfig()
 QUICK = NewtonCostConfig(  # two sizes each: every size is a compilation
-    dense_sizes=(256, 512), linear_sizes=(2**14, 2**18), repeats=5, fit_points=2
+    dense_sizes=(256, 512), linear_sizes=(2**16, 2**20), repeats=5, fit_points=2
 )
 
 
