@@ -54,7 +54,7 @@ def rank_correlation(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
 
     Example:
       >>> from jaxopt_lectures.experiments.kit import rank_correlation
-      >>> rank_correlation([1.0, 2.0, 3.0, 4.0], [10.0, 40.0, 30.0, 100.0])
+      >>> round(rank_correlation([1.0, 2.0, 3.0, 4.0], [10.0, 40.0, 30.0, 100.0]), 6)
       0.8
     """
     ra, rb = _ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64))
