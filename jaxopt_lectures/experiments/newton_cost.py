@@ -42,13 +42,13 @@ class NewtonCostConfig:
     dense_sizes: tuple[int, ...] = (128, 256, 512, 1024)
     linear_sizes: tuple[int, ...] = (2**14, 2**16, 2**18, 2**20)
     cg_iters: int = 10
-    repeats: int = 7
+    repeats: int = 15
     fit_points: int = 3
 
 
 FULL = NewtonCostConfig()
 QUICK = NewtonCostConfig(  # two sizes each: every size is a compilation
-    dense_sizes=(256, 512), linear_sizes=(2**16, 2**20), repeats=5, fit_points=2
+    dense_sizes=(256, 512), linear_sizes=(2**16, 2**20), repeats=9, fit_points=2
 )
 
 
@@ -66,6 +66,7 @@ class NewtonCostResult:
     repeats: int
     cpu_count: int
     blas_threads: str
+    load_average: float  # 1-minute load average when the timings started (NaN where unknown)
     compile_s: float
     run_s: float
 
@@ -107,6 +108,7 @@ def compute(config: NewtonCostConfig, key: jax.Array) -> NewtonCostResult:
             compile_s += c
             calls.append((method, int(d), fn, theta))
     times: dict[tuple[str, int], list[float]] = {(m, d): [] for m, d, _, _ in calls}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     start = time.perf_counter()
     for _ in range(config.repeats):
         for method, d, fn, theta in calls:
@@ -136,6 +138,7 @@ def compute(config: NewtonCostConfig, key: jax.Array) -> NewtonCostResult:
         repeats=config.repeats,
         cpu_count=os.cpu_count() or 0,
         blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+        load_average=load,
         compile_s=compile_s,
         run_s=run_s,
     )
@@ -198,7 +201,8 @@ def claims(result: NewtonCostResult) -> list[Claim]:
             f"{result.fit_sizes['newton'][0]}-{result.fit_sizes['newton'][-1]}), gradient "
             f"{e['gradient']:.2f}, Newton-CG with {result.cg_iters} products {e['newton_cg']:.2f} "
             f"(d {result.fit_sizes['gradient'][0]}-{result.fit_sizes['gradient'][-1]}); "
-            f"{result.cpu_count} CPUs, OPENBLAS_NUM_THREADS={result.blas_threads}",
+            f"{result.cpu_count} CPUs, load average {result.load_average:.1f}, "
+            f"OPENBLAS_NUM_THREADS={result.blas_threads}",
             rule="dense Newton's exponent >= 2 and the gradient's <= 1.5: the gap of two the "
             "lecture states, with a margin for the Cholesky's O(d^3) term not yet dominating the "
             "O(d^2) Hessian at these sizes and for timing noise on a shared machine",
