@@ -48,7 +48,7 @@ class BnLandscapeConfig:
     """The network (with and without batch norm), the rates it is trained at (plain SGD), steps
     and seeds; the target accuracy; for the smoothness probes: the rate (one of ``rates``), the
     checkpoints probed (every ``probe_every``-th evaluation), the step sizes as multiples of the
-    rate, the probe batch and the power iterations."""
+    rate, the probe batch and the power iterations for the top eigenvalue (0: not measured)."""
 
     hidden: tuple[int, ...] = (100, 100, 100)
     rates: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -63,7 +63,7 @@ class BnLandscapeConfig:
 
 
 FULL = BnLandscapeConfig()
-QUICK = BnLandscapeConfig(steps=160, power_iters=8, rates=(0.3, 1.0, 3.0), num_seeds=2)
+QUICK = BnLandscapeConfig(steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2)
 EVERY = 16  # steps between evaluations (and checkpoints)
 
 
@@ -112,8 +112,12 @@ def _probe(model: MLP, params: Any, bn_state: Any, x: jax.Array, y: jax.Array, c
     values, grads = jax.vmap(along)(sizes)
     changes = jnp.linalg.norm(grads - g, axis=-1)
     gnorm = jnp.linalg.norm(g)
-    lam = jl.diagnostics.hessian_top_eigenvalue(
-        flat_loss, flat, jax.random.key(0), num_iters=config.power_iters
+    lam = (
+        jl.diagnostics.hessian_top_eigenvalue(
+            flat_loss, flat, jax.random.key(0), num_iters=config.power_iters
+        )
+        if config.power_iters
+        else jnp.float32(jnp.nan)  # not measured: the Hessian-vector products cost compile time
     )
     return {
         "loss_range": jnp.max(values) - jnp.min(values),
@@ -195,26 +199,22 @@ def figure(result: BnLandscapeResult) -> Any:
         ax.set_yscale("log")
         ax.set(title=titles[m], xlabel="training step")
         ax.legend()
-    ax = axes[1, 0]
-    for k in KINDS:
-        figures.band(
-            ax, result.steps, result.top_eigenvalue[k], label=f"{k} batch norm", color=colors[k]
-        )
-    ax.set_yscale("log")
-    ax.set(title=r"Hessian top eigenvalue $\lambda_{max}$", xlabel="training step")
-    ax.legend()
-    ax = axes[1, 1]
-    for k in KINDS:
-        figures.band(
-            ax,
-            result.steps,
-            result.normalized_eigenvalue[k],
-            label=f"{k} batch norm",
-            color=colors[k],
-        )
-    ax.set_yscale("log")
-    ax.set(title=r"$\lambda_{max}$ x mean squared weight (scale-invariant)", xlabel="training step")
-    ax.legend()
+    for ax, values, title in (
+        (axes[1, 0], result.top_eigenvalue, r"Hessian top eigenvalue $\lambda_{max}$"),
+        (
+            axes[1, 1],
+            result.normalized_eigenvalue,
+            r"$\lambda_{max}$ x mean squared weight (scale-invariant)",
+        ),
+    ):
+        ax.set(title=title, xlabel="training step")
+        if all(np.all(np.isnan(v)) for v in values.values()):
+            ax.text(0.5, 0.5, "measured in the full run", ha="center", transform=ax.transAxes)
+            continue
+        for k in KINDS:
+            figures.band(ax, result.steps, values[k], label=f"{k} batch norm", color=colors[k])
+        ax.set_yscale("log")
+        ax.legend()
     ax = axes[1, 2]
     for k in KINDS:
         acc = result.stuck_best_acc[k]

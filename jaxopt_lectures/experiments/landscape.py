@@ -129,7 +129,7 @@ class LandscapeConfig:
 
 FULL = LandscapeConfig()
 QUICK = LandscapeConfig(
-    grid=41, steps=2000, deep=(64,) * 6, epochs=4, num_seeds=2, num_directions=4, surface=0
+    grid=41, steps=2000, deep=(64,) * 5, epochs=4, num_seeds=2, num_directions=4, surface=0
 )
 
 
