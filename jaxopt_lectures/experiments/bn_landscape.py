@@ -257,8 +257,12 @@ def claims(result: BnLandscapeResult) -> list[Claim]:
             held=bool(smoother),
             measured="mean along the path and seeds, with / without BN: "
             + ", ".join(f"{m} {mean['with'][m]:.3g} / {mean['without'][m]:.3g}" for m in METRICS)
-            + f"; top Hessian eigenvalue {lam['with']:.3g} / {lam['without']:.3g}, times the "
-            f"mean squared weight {lam_n['with']:.3g} / {lam_n['without']:.3g}",
+            + (
+                f"; top Hessian eigenvalue {lam['with']:.3g} / {lam['without']:.3g}, times the "
+                f"mean squared weight {lam_n['with']:.3g} / {lam_n['without']:.3g}"
+                if np.isfinite(lam["with"])
+                else "; top Hessian eigenvalue: measured in the full run"
+            ),
             rule="all three of Santurkar et al.'s measures (loss range along the gradient, "
             "gradient change, effective beta-smoothness) lower with batch norm, averaged over "
             f"the training path, at the same rate {result.smooth_rate:g}",
