@@ -60,10 +60,13 @@ class BnLandscapeConfig:
     power_iters: int = 15
     target: float = 0.9
     num_seeds: int = 4
+    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = BnLandscapeConfig()
-QUICK = BnLandscapeConfig(steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2)
+QUICK = BnLandscapeConfig(
+    steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2, fast_compile=True
+)
 EVERY = 16  # steps between evaluations (and checkpoints)
 
 
@@ -139,6 +142,7 @@ def compute(config: BnLandscapeConfig, key: jax.Array, data: Dataset) -> BnLands
         steps=config.steps,
         seeds=seeds,
         checkpoints=config.steps // EVERY,
+        fast_compile=config.fast_compile,
     )
     i = config.rates.index(config.smooth_rate)
     x = jnp.asarray(data.x_train[: config.probe_batch])
@@ -159,7 +163,9 @@ def compute(config: BnLandscapeConfig, key: jax.Array, data: Dataset) -> BnLands
         return a[i, :, skip - 1 :: skip]
 
     ckpts = {k: jax.tree.map(at_probes, (fitted[k].params, fitted[k].bn_state)) for k in KINDS}
-    probes, compile_s, run_s = kit.compiled_run("bn smoothness probes", probe_all, ckpts)
+    probes, compile_s, run_s = kit.compiled_run(
+        "bn smoothness probes", probe_all, ckpts, fast_compile=config.fast_compile
+    )
     best = {k: fitted[k].val_acc.max(axis=-1) for k in KINDS}
     return BnLandscapeResult(
         steps=fitted["with"].steps[skip - 1 :: skip],

@@ -74,10 +74,13 @@ class CurvatureConfig:
     bias_rates: tuple[float, ...] = (1e-3, 1e-2, 3e-2)
     bias_steps: int = 1000
     num_seeds: int = 3
+    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = CurvatureConfig()
-QUICK = CurvatureConfig(num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2)
+QUICK = CurvatureConfig(
+    num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2, fast_compile=True
+)
 
 
 class AdamMaybeState(NamedTuple):
@@ -255,7 +258,9 @@ def compute(config: CurvatureConfig, key: jax.Array, data: Dataset) -> Curvature
         return {"quad": quad, "net": net, "bias": bias}
 
     rates = jnp.asarray(np.asarray(config.bias_rates, np.float32))
-    out, compile_s, run_s = kit.compiled_run("curvature", everything, key, rates)
+    out, compile_s, run_s = kit.compiled_run(
+        "curvature", everything, key, rates, fast_compile=config.fast_compile
+    )
     inv_q = 1.0 / hess_diag
     quad = np.asarray(out["quad"], np.float64)  # (lanes, methods, dim): lane i runs method i
     quad_step = {m: np.exp(quad[i, i]) for i, m in enumerate(METHODS)}

@@ -41,6 +41,7 @@ class DropoutMapConfig:
     evals: int = 24
     batch_size: int = 50
     num_seeds: int = 2
+    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = DropoutMapConfig()
@@ -51,6 +52,7 @@ QUICK = DropoutMapConfig(
     steps=300,
     evals=6,
     num_seeds=1,
+    fast_compile=True,
 )
 
 
@@ -123,7 +125,11 @@ def compute(config: DropoutMapConfig, key: jax.Array, data: Dataset) -> DropoutM
         return jnp.concatenate([first[0][None], tr]), jnp.concatenate([first[1][None], va])
 
     out, compile_s, run_s = kit.compiled_run(
-        "dropout map", jax.jit(jax.vmap(one)), jnp.asarray(hyper), jnp.asarray(idx)
+        "dropout map",
+        jax.jit(jax.vmap(one)),
+        jnp.asarray(hyper),
+        jnp.asarray(idx),
+        fast_compile=config.fast_compile,
     )
     shape = (len(config.dropout_rates), len(sizes), config.num_seeds, -1)
     tr, va = (np.asarray(a, np.float64).reshape(shape) for a in out)

@@ -125,11 +125,19 @@ class LandscapeConfig:
     alpha: float = 1.0
     batch: int = 512
     surface: int = 25
+    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = LandscapeConfig()
 QUICK = LandscapeConfig(
-    grid=41, steps=2000, deep=(64,) * 5, epochs=4, num_seeds=2, num_directions=4, surface=0
+    grid=41,
+    steps=2000,
+    deep=(64,) * 5,
+    epochs=4,
+    num_seeds=2,
+    num_directions=4,
+    surface=0,
+    fast_compile=True,
 )
 
 
@@ -170,7 +178,10 @@ def _basins(config: LandscapeConfig) -> tuple[np.ndarray, np.ndarray, float, flo
         return x
 
     finals, compile_s, run_s = kit.compiled_run(
-        "basin map", jax.jit(jax.vmap(descend)), jnp.asarray(starts)
+        "basin map",
+        jax.jit(jax.vmap(descend)),
+        jnp.asarray(starts),
+        fast_compile=config.fast_compile,
     )
     return starts, np.asarray(finals, np.float64), compile_s, run_s
 
@@ -187,7 +198,7 @@ def compute(config: LandscapeConfig, key: jax.Array, data: Dataset) -> Landscape
     seeds = tuple(seed0 + i for i in range(config.num_seeds))
     steps = config.epochs * (len(data.x_train) // 64)
     runs = {name: TrainRun(jl.adam, (1e-3,), m) for name, m in models.items()}
-    fitted = kit.fit_mlps(runs, data, steps=steps, seeds=seeds)
+    fitted = kit.fit_mlps(runs, data, steps=steps, seeds=seeds, fast_compile=config.fast_compile)
     trained = {name: jax.tree.map(lambda a: a[0, :, -1], f.params) for name, f in fitted.items()}
     x = jnp.asarray(data.x_train[: config.batch])
     y = jnp.asarray(data.y_train[: config.batch])
@@ -230,7 +241,9 @@ def compute(config: LandscapeConfig, key: jax.Array, data: Dataset) -> Landscape
             for name in models
         }
 
-    out, c1, r1 = kit.compiled_run("landscape probes", probe_all, trained, keys)
+    out, c1, r1 = kit.compiled_run(
+        "landscape probes", probe_all, trained, keys, fast_compile=config.fast_compile
+    )
     curves = {k: np.asarray(v[0], np.float64) for k, v in out.items()}
     rough = {k: roughness(v) for k, v in curves.items()}
     ok = reached >= 0

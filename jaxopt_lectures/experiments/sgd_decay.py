@@ -45,10 +45,11 @@ class SgdDecayConfig:
     num_steps: int = 4000
     num_seeds: int = 4
     tail: float = 0.25
+    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = SgdDecayConfig()
-QUICK = SgdDecayConfig(num_steps=2000, num_seeds=2)
+QUICK = SgdDecayConfig(num_steps=2000, num_seeds=2, fast_compile=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +130,12 @@ def compute(config: SgdDecayConfig, key: jax.Array) -> SgdDecayResult:
         return jax.vmap(lambda h: jax.vmap(lambda b: one(h, b, problem))(batches))(hyper)
 
     losses, compile_s, run_s = kit.compiled_run(
-        "sgd noise floor", grid, hyper, jnp.asarray(batches, jnp.int32), problem
+        "sgd noise floor",
+        grid,
+        hyper,
+        jnp.asarray(batches, jnp.int32),
+        problem,
+        fast_compile=config.fast_compile,
     )
     losses = np.asarray(losses, np.float64)  # (lanes, seeds, steps)
     nr, nb = len(config.rates), len(config.batch_sizes)
