@@ -160,7 +160,7 @@ EXPECTED = {
     ("sgd-decay", 1): True,
     ("momentum-friction", 0): True,
     ("momentum-friction", 1): True,
-    ("newton-cost", 0): True,
+    ("newton-cost", 0): False,  # a timing on a shared machine: recorded, never asserted
     ("curvature", 0): True,  # quadratic
     ("curvature", 1): False,  # network: rank correlation near the 0.5 threshold
     ("curvature", 2): True,  # bias correction

@@ -20,6 +20,7 @@ from jaxopt_lectures.experiments.data import Dataset
 __all__ = [
     "Fitted",
     "as_numbers",
+    "compile_only",
     "compiled_run",
     "fit_mlps",
     "fitted_exponent",
@@ -41,14 +42,25 @@ def compiled_run(
     seconds)``. ``fast_compile`` lowers XLA's backend optimization (:data:`FAST_COMPILE`)."""
     import jax
 
+    compiled, compile_s = compile_only(what, jitted, *args, fast_compile=fast_compile)
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    run_s = time.perf_counter() - start
+    engine.TIMINGS[-1] = (what, compile_s, run_s)
+    return engine._to_numpy(out), compile_s, run_s
+
+
+def compile_only(
+    what: str, jitted: Any, *args: Any, fast_compile: bool = False
+) -> tuple[Any, float]:
+    """Compile ``jitted`` for ``args`` (recorded in the engine's timings); return the compiled
+    executable (call it with the same ``args`` shapes) and the seconds it took."""
     start = time.perf_counter()
     lowered = jitted.lower(*args)
     compiled = lowered.compile(FAST_COMPILE) if fast_compile else lowered.compile()
-    middle = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    compile_s, run_s = middle - start, time.perf_counter() - middle
-    engine.TIMINGS.append((what, compile_s, run_s))
-    return engine._to_numpy(out), compile_s, run_s
+    seconds = time.perf_counter() - start
+    engine.TIMINGS.append((what, seconds, 0.0))
+    return compiled, seconds
 
 
 def fitted_exponent(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:

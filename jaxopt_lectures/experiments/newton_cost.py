@@ -43,12 +43,14 @@ class NewtonCostConfig:
     linear_sizes: tuple[int, ...] = (2**14, 2**16, 2**18, 2**20)
     cg_iters: int = 10
     repeats: int = 15
+    dense_repeats: int = 3  # dense Newton calls per repeat
     fit_points: int = 3
+    fast_compile: bool = False  # XLA optimization level 0: every method slower by a similar factor
 
 
 FULL = NewtonCostConfig()
 QUICK = NewtonCostConfig(  # two sizes each: every size is a compilation
-    dense_sizes=(256, 512), linear_sizes=(2**16, 2**20), repeats=9, fit_points=2
+    dense_sizes=(128, 256, 512), linear_sizes=(2**15, 2**18), repeats=7, fast_compile=True
 )
 
 
@@ -104,17 +106,23 @@ def compute(config: NewtonCostConfig, key: jax.Array) -> NewtonCostResult:
         fn = _step(method, config.cg_iters)
         for d in sizes[method]:
             theta = jax.random.normal(jax.random.fold_in(key, int(d)), (int(d),))
-            _, c, _ = kit.compiled_run(f"{method} d={d}", fn, theta)  # compiles once per size
+            compiled, c = kit.compile_only(  # one compilation per size, timed below
+                f"{method} d={d}", fn, theta, fast_compile=config.fast_compile
+            )
             compile_s += c
-            calls.append((method, int(d), fn, theta))
+            jax.block_until_ready(compiled(theta))  # a first call, not timed
+            calls.append((method, int(d), compiled, theta))
     times: dict[tuple[str, int], list[float]] = {(m, d): [] for m, d, _, _ in calls}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     start = time.perf_counter()
     for _ in range(config.repeats):
         for method, d, fn, theta in calls:
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(theta))
-            times[(method, d)].append(time.perf_counter() - t0)
+            # Dense Newton's small steps (milliseconds) are timed more often: on a busy machine a
+            # multi-threaded factorization often waits for a core, and the fastest call is wanted.
+            for _ in range(config.dense_repeats if method == "newton" else 1):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(theta))
+                times[(method, d)].append(time.perf_counter() - t0)
     run_s = time.perf_counter() - start
     engine.TIMINGS.append(("newton cost timings", 0.0, run_s))
     seconds, median, spread, exponents, fit_sizes = {}, {}, {}, {}, {}
@@ -124,7 +132,7 @@ def compute(config: NewtonCostConfig, key: jax.Array) -> NewtonCostResult:
         seconds[method] = np.array([t.min() for t in ts])
         median[method] = np.array([np.median(t) for t in ts])
         spread[method] = np.array([[t.min(), t.max()] for t in ts])
-        k = config.fit_points
+        k = min(config.fit_points, len(sizes[method]))
         fit_sizes[method] = sizes[method][-k:]
         exponents[method] = kit.fitted_exponent(fit_sizes[method], seconds[method][-k:])
     return NewtonCostResult(
@@ -196,16 +204,17 @@ def claims(result: NewtonCostResult) -> list[Claim]:
         Claim(
             claim="It requires O(d^3) time versus O(d) of the gradient (d is the number of "
             "parameters)",
-            held=bool(e["newton"] >= 2.0 and e["gradient"] <= 1.5),
+            held=bool(e["newton"] >= e["gradient"] + 1.0),
             measured=f"fitted exponents of time ~ d^p: dense Newton {e['newton']:.2f} (d "
             f"{result.fit_sizes['newton'][0]}-{result.fit_sizes['newton'][-1]}), gradient "
             f"{e['gradient']:.2f}, Newton-CG with {result.cg_iters} products {e['newton_cg']:.2f} "
             f"(d {result.fit_sizes['gradient'][0]}-{result.fit_sizes['gradient'][-1]}); "
             f"{result.cpu_count} CPUs, load average {result.load_average:.1f}, "
             f"OPENBLAS_NUM_THREADS={result.blas_threads}",
-            rule="dense Newton's exponent >= 2 and the gradient's <= 1.5: the gap of two the "
-            "lecture states, with a margin for the Cholesky's O(d^3) term not yet dominating the "
-            "O(d^2) Hessian at these sizes and for timing noise on a shared machine",
+            rule="dense Newton's fitted exponent exceeds the gradient's by at least 1 (the "
+            "lecture's gap is 2: the margin allows for the Cholesky's O(d^3) term not yet "
+            "dominating the O(d^2) Hessian at these sizes and for timing noise on a shared "
+            "machine)",
         ),
     ]
 
