@@ -42,7 +42,7 @@ class NewtonCostConfig:
     dense_sizes: tuple[int, ...] = (128, 256, 512, 1024)
     linear_sizes: tuple[int, ...] = (2**14, 2**16, 2**18, 2**20)
     cg_iters: int = 10
-    repeats: int = 15
+    repeats: int = 9
     dense_repeats: int = 3  # dense Newton calls per repeat
     fit_points: int = 3
     fast_compile: bool = False  # XLA optimization level 0: every method slower by a similar factor
