@@ -49,8 +49,12 @@ class NewtonCostConfig:
 
 
 FULL = NewtonCostConfig()
-QUICK = NewtonCostConfig(  # two sizes each: every size is a compilation
-    dense_sizes=(128, 256, 512), linear_sizes=(2**15, 2**18), repeats=7, fast_compile=True
+QUICK = NewtonCostConfig(  # few sizes: every size is a compilation
+    dense_sizes=(128, 256, 512),
+    linear_sizes=(2**15, 2**18),
+    repeats=7,
+    dense_repeats=2,
+    fast_compile=True,
 )
 
 
