@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import engine, figures
 from jaxopt_lectures.experiments.base import Claim, Context, Result, jsonable
 from jaxopt_lectures.experiments.data import Dataset
@@ -40,14 +43,12 @@ def compiled_run(
     """Compile and run ``jitted`` (a ``jax.jit`` function) on ``args``, recorded in the engine's
     timings (the CLI reports the compile share); return ``(outputs as NumPy, compile seconds, run
     seconds)``. ``fast_compile`` lowers XLA's backend optimization (:data:`FAST_COMPILE`)."""
-    import jax
-
     compiled, compile_s = compile_only(what, jitted, *args, fast_compile=fast_compile)
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - start
     engine.TIMINGS[-1] = (what, compile_s, run_s)
-    return engine._to_numpy(out), compile_s, run_s
+    return jax.tree.map(np.asarray, out), compile_s, run_s
 
 
 def compile_only(
@@ -157,9 +158,6 @@ def fit_mlps(
     draws the mini-batches (with replacement) from each seed, the same for every run and rate.
     ``fast_compile``: see :func:`compiled_run`.
     """
-    import jax
-    import jax.numpy as jnp
-
     if steps < 1 or checkpoints < 1 or steps % checkpoints:
         raise ValueError(f"checkpoints ({checkpoints}) must divide steps ({steps}), both >= 1")
     n = len(data.x_train)
@@ -169,6 +167,13 @@ def fit_mlps(
     )
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
+
+    def evaluate(model: engine.MLP, params: Any, bn_state: Any, xs: Any, ys: Any) -> Any:
+        """Mean cross-entropy and accuracy in inference mode (batch norm's moving averages)."""
+        logits, _ = jl.nn.mlp_apply(
+            params, bn_state, xs, activation=model.activation, training=False
+        )
+        return engine.cross_entropy(logits, ys), jnp.mean(jnp.argmax(logits, -1) == ys)
 
     def one(run: engine.TrainRun, rate: jax.Array, seed: jax.Array, idx: jax.Array) -> Any:
         tx = run.optimizer(rate)
@@ -181,8 +186,8 @@ def fit_mlps(
 
         def chunk(carry: engine.TrainCarry, idx: jax.Array) -> tuple[engine.TrainCarry, Any]:
             carry, _ = jax.lax.scan(step, carry, idx)
-            train_loss, _ = engine._evaluate(run.model, carry.params, carry.bn_state, x, y)
-            _, val_acc = engine._evaluate(run.model, carry.params, carry.bn_state, xv, yv)
+            train_loss, _ = evaluate(run.model, carry.params, carry.bn_state, x, y)
+            _, val_acc = evaluate(run.model, carry.params, carry.bn_state, xv, yv)
             return carry, (carry.params, carry.bn_state, val_acc, train_loss)
 
         _, saved = jax.lax.scan(chunk, carry, idx)
