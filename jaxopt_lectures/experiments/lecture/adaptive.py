@@ -22,6 +22,7 @@ correction.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -39,6 +40,7 @@ from jaxopt_lectures.experiments.engine import (
     Timer,
     Timing,
     cross_entropy,
+    fitted_exponent,
     init_carry,
     rank_correlation,
     select_optimizer,
@@ -173,10 +175,6 @@ class CurvatureResult(NamedTuple):
     timings: tuple[Timing, ...]
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
 def compute(config: Config, seed: int) -> CurvatureResult:
     """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
     numbers from ``seed``, the data split with ``seed``."""
@@ -186,99 +184,161 @@ def compute(config: Config, seed: int) -> CurvatureResult:
     return result
 
 
-def _measure(
-    settings: CurvatureSettings, key: jax.Array, data: Dataset, timer: Timer
-) -> CurvatureResult:
-    """All three parts as one compiled program."""
-    a = np.geomspace(*settings.curvature_range, settings.dim).astype(np.float32)
-    hess_diag = 2.0 * a  # L = theta . A theta
+class _Arrays(NamedTuple):
+    """What the compiled program reads: the quadratic's diagonal, the training split, the batch
+    the Hessian diagonal is taken on, the mini-batch indices of both network parts."""
+
+    a: np.ndarray
+    x: jax.Array
+    y: jax.Array
+    xh: jax.Array
+    yh: jax.Array
+    num_classes: int
+    net_batches: jax.Array
+    bias_batches: jax.Array
+
+
+def _all_steps(state: Any, rate: float) -> jax.Array:
+    """Every method's effective step from the combined state, stacked; lane i uses row i."""
+    return jnp.stack(
+        [ravel_pytree(effective_step(m, state[i], rate))[0] for i, m in enumerate(METHODS)]
+    )
+
+
+def _quad_run(
+    settings: CurvatureSettings, arr: _Arrays, choose: Any, index: jax.Array, theta0: jax.Array
+) -> jax.Array:
+    """Method ``index`` on the quadratic from ``theta0``: the mean log effective step."""
+    tx = choose(jnp.stack([index, jnp.float32(settings.quad_rate)]))
+
+    def step(carry: tuple[jax.Array, Any], _: None) -> tuple[Any, jax.Array]:
+        theta, state = carry
+        g = 2.0 * jnp.asarray(arr.a) * theta
+        updates, state = tx.update(g, state, theta)
+        return (theta + updates, state), jnp.log(_all_steps(state, settings.quad_rate))
+
+    _, log_steps = jax.lax.scan(step, (theta0, tx.init(theta0)), None, settings.quad_steps)
+    return log_steps.mean(0)  # (methods, dim)
+
+
+def _net_run(
+    settings: CurvatureSettings,
+    arr: _Arrays,
+    choose: Any,
+    index: jax.Array,
+    k_init: jax.Array,
+    k_coords: jax.Array,
+) -> tuple[Any, Any]:
+    """Method ``index`` trains the network; the Hessian diagonal and the effective steps at a
+    random subset of the coordinates."""
     model = MLP(settings.hidden, "tanh")
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    n = len(data.x_train)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
-    net_batches = jnp.asarray(rng.integers(0, n, (settings.net_steps, 64)))
-    bias_batches = jnp.asarray(rng.integers(0, n, (settings.num_seeds, settings.bias_steps, 64)))
-    xh = jnp.asarray(data.x_train[: settings.hessian_batch])
-    yh = jnp.asarray(data.y_train[: settings.hessian_batch])
-    bias_seeds = jnp.arange(settings.num_seeds, dtype=jnp.uint32)
+    x, y = arr.x, arr.y
+    tx = choose(jnp.stack([index, jnp.float32(settings.net_rate)]))
+    carry = init_carry(model, tx, k_init, x.shape[1], arr.num_classes)
+    carry, _ = jax.lax.scan(
+        lambda c, i: train_step(model, tx, c, (x[i], y[i], k_init)), carry, arr.net_batches
+    )
+    flat, unravel = ravel_pytree(carry.params)
+    coords = jax.random.choice(k_coords, flat.shape[0], (settings.num_coords,), replace=False)
 
-    # The three methods are lanes of one vmap (engine.select_optimizer): one training loop and
-    # one Hessian-diagonal graph to compile instead of three. Random draws happen inside the
-    # compiled program too (eager ones would compile one by one).
+    def loss(f: jax.Array) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(unravel(f), [], arr.xh, activation="tanh", training=False)
+        return cross_entropy(logits, arr.yh)
+
+    grad = jax.grad(loss)
+
+    def diag(i: jax.Array) -> jax.Array:
+        e = jnp.zeros_like(flat).at[i].set(1.0)
+        return jax.jvp(grad, (flat,), (e,))[1][i]
+
+    h = jax.lax.map(diag, coords)
+    return h, _all_steps(carry.opt_state, settings.net_rate)[:, coords]
+
+
+def _bias_run(
+    settings: CurvatureSettings,
+    arr: _Arrays,
+    correct: jax.Array,
+    rate: jax.Array,
+    seed: jax.Array,
+    idx: jax.Array,
+) -> Any:
+    """Adam with (``correct`` = 1) or without bias correction: mini-batch losses, update norms."""
+    model = MLP(settings.hidden, "tanh")
+    x, y = arr.x, arr.y
+    k_init = jax.random.key(seed)
+    tx = optax.chain(adam_maybe_corrected(correct), jl.scale_by_learning_rate(rate))
+    carry = init_carry(model, tx, k_init, x.shape[1], arr.num_classes)
+
+    def step(c: Any, i: jax.Array) -> tuple[Any, tuple[jax.Array, jax.Array]]:
+        new, loss = train_step(model, tx, c, (x[i], y[i], k_init))
+        delta = ravel_pytree(jax.tree.map(jnp.subtract, new.params, c.params))[0]
+        return new, (loss, jnp.linalg.norm(delta))
+
+    _, (losses, norms) = jax.lax.scan(step, carry, idx)
+    return losses, norms
+
+
+def _program(settings: CurvatureSettings, arr: _Arrays) -> Any:
+    """All three parts as one jitted function of (key, bias-correction rates).
+
+    The three methods are lanes of one vmap (``select_optimizer``): one training loop and one
+    Hessian-diagonal graph to compile instead of three. Random draws happen inside the compiled
+    program too (eager ones would compile one by one)."""
     choose = select_optimizer([jl.adagrad, jl.rmsprop, jl.adam])
-
-    def all_steps(state: Any, rate: float) -> jax.Array:
-        """Every method's effective step from the combined state, stacked; lane i uses row i."""
-        return jnp.stack(
-            [ravel_pytree(effective_step(m, state[i], rate))[0] for i, m in enumerate(METHODS)]
-        )
-
-    def quad_run(index: jax.Array, theta0: jax.Array) -> jax.Array:
-        tx = choose(jnp.stack([index, jnp.float32(settings.quad_rate)]))
-
-        def step(carry: tuple[jax.Array, Any], _: None) -> tuple[Any, jax.Array]:
-            theta, state = carry
-            g = 2.0 * jnp.asarray(a) * theta
-            updates, state = tx.update(g, state, theta)
-            return (theta + updates, state), jnp.log(all_steps(state, settings.quad_rate))
-
-        _, log_steps = jax.lax.scan(step, (theta0, tx.init(theta0)), None, settings.quad_steps)
-        return log_steps.mean(0)  # (methods, dim)
-
-    def net_run(index: jax.Array, k_init: jax.Array, k_coords: jax.Array) -> tuple[Any, Any]:
-        tx = choose(jnp.stack([index, jnp.float32(settings.net_rate)]))
-        carry = init_carry(model, tx, k_init, x.shape[1], data.num_classes)
-        carry, _ = jax.lax.scan(
-            lambda c, i: train_step(model, tx, c, (x[i], y[i], k_init)), carry, net_batches
-        )
-        flat, unravel = ravel_pytree(carry.params)
-        coords = jax.random.choice(k_coords, flat.shape[0], (settings.num_coords,), replace=False)
-
-        def loss(f: jax.Array) -> jax.Array:
-            logits, _ = jl.nn.mlp_apply(unravel(f), [], xh, activation="tanh", training=False)
-            return cross_entropy(logits, yh)
-
-        grad = jax.grad(loss)
-
-        def diag(i: jax.Array) -> jax.Array:
-            e = jnp.zeros_like(flat).at[i].set(1.0)
-            return jax.jvp(grad, (flat,), (e,))[1][i]
-
-        h = jax.lax.map(diag, coords)
-        return h, all_steps(carry.opt_state, settings.net_rate)[:, coords]
-
-    def bias_run(correct: jax.Array, rate: jax.Array, seed: jax.Array, idx: jax.Array) -> Any:
-        k_init = jax.random.key(seed)
-        tx = optax.chain(adam_maybe_corrected(correct), jl.scale_by_learning_rate(rate))
-        carry = init_carry(model, tx, k_init, x.shape[1], data.num_classes)
-
-        def step(c: Any, i: jax.Array) -> tuple[Any, tuple[jax.Array, jax.Array]]:
-            new, loss = train_step(model, tx, c, (x[i], y[i], k_init))
-            delta = ravel_pytree(jax.tree.map(jnp.subtract, new.params, c.params))[0]
-            return new, (loss, jnp.linalg.norm(delta))
-
-        _, (losses, norms) = jax.lax.scan(step, carry, idx)
-        return losses, norms
+    bias_seeds = jnp.arange(settings.num_seeds, dtype=jnp.uint32)
 
     @jax.jit
     def everything(key: jax.Array, rates: jax.Array) -> dict[str, Any]:
         k_start, k_init, k_coords = jax.random.split(key, 3)
         starts = jax.random.normal(k_start, (settings.num_starts, settings.dim))
         lanes = jnp.arange(len(METHODS), dtype=jnp.float32)
-        quad = jax.vmap(lambda i: jax.vmap(lambda s: quad_run(i, s))(starts).mean(0))(lanes)
-        net = jax.vmap(lambda i: net_run(i, k_init, k_coords))(lanes)
-        per_seed = jax.vmap(bias_run, in_axes=(None, None, 0, 0))
+        quad = jax.vmap(
+            lambda i: jax.vmap(lambda s: _quad_run(settings, arr, choose, i, s))(starts).mean(0)
+        )(lanes)
+        net = jax.vmap(lambda i: _net_run(settings, arr, choose, i, k_init, k_coords))(lanes)
+        per_seed = jax.vmap(partial(_bias_run, settings, arr), in_axes=(None, None, 0, 0))
         per_rate = jax.vmap(per_seed, in_axes=(None, 0, None, None))
         both = jax.vmap(per_rate, in_axes=(0, None, None, None))
-        bias = both(jnp.array([1.0, 0.0]), rates, bias_seeds, bias_batches)
+        bias = both(jnp.array([1.0, 0.0]), rates, bias_seeds, arr.bias_batches)
         return {"quad": quad, "net": net, "bias": bias}
 
+    return everything
+
+
+def _measure(
+    settings: CurvatureSettings, key: jax.Array, data: Dataset, timer: Timer
+) -> CurvatureResult:
+    """All three parts as one compiled program, then the scores."""
+    a = np.geomspace(*settings.curvature_range, settings.dim).astype(np.float32)
+    n = len(data.x_train)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+    arr = _Arrays(
+        a=a,
+        x=jnp.asarray(data.x_train),
+        y=jnp.asarray(data.y_train),
+        xh=jnp.asarray(data.x_train[: settings.hessian_batch]),
+        yh=jnp.asarray(data.y_train[: settings.hessian_batch]),
+        num_classes=data.num_classes,
+        net_batches=jnp.asarray(rng.integers(0, n, (settings.net_steps, 64))),
+        bias_batches=jnp.asarray(rng.integers(0, n, (settings.num_seeds, settings.bias_steps, 64))),
+    )
     rates = jnp.asarray(np.asarray(settings.bias_rates, np.float32))
     out = timed(
-        "curvature", everything, key, rates, timer=timer, fast_compile=settings.fast_compile
+        "curvature",
+        _program(settings, arr),
+        key,
+        rates,
+        timer=timer,
+        fast_compile=settings.fast_compile,
     )
-    out = jax.tree.map(np.asarray, out)
-    inv_q = 1.0 / hess_diag
+    return _scores(settings, jax.tree.map(np.asarray, out), 1.0 / (2.0 * a), timer)
+
+
+def _scores(
+    settings: CurvatureSettings, out: dict[str, Any], inv_q: np.ndarray, timer: Timer
+) -> CurvatureResult:
+    """Rank correlations and log-log slopes of the effective steps against 1/H_ii."""
     quad = np.asarray(out["quad"], np.float64)  # (lanes, methods, dim): lane i runs method i
     quad_step = {m: np.exp(quad[i, i]) for i, m in enumerate(METHODS)}
     net_h, net_s = (np.asarray(v, np.float64) for v in out["net"])
@@ -294,11 +354,11 @@ def _measure(
         quad_inv_curvature=inv_q,
         quad_step=quad_step,
         quad_corr={m: rank_correlation(s, inv_q) for m, s in quad_step.items()},
-        quad_slope={m: _slope(inv_q, s) for m, s in quad_step.items()},
+        quad_slope={m: fitted_exponent(inv_q, s) for m, s in quad_step.items()},
         net_inv_curvature=net_inv,
         net_step=net_step,
         net_corr={m: rank_correlation(net_step[m], net_inv[m]) for m in METHODS},
-        net_slope={m: _slope(net_inv[m], net_step[m]) for m in METHODS},
+        net_slope={m: fitted_exponent(net_inv[m], net_step[m]) for m in METHODS},
         net_negative_share=neg,
         bias_rates=np.asarray(settings.bias_rates),
         bias_ratio=(norms[1] / norms[0]).mean(axis=1),

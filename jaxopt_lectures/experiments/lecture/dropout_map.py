@@ -86,6 +86,45 @@ class DropoutMapResult(NamedTuple):
     timings: tuple[Timing, ...]
 
 
+def _lane(
+    settings: DropoutMapSettings,
+    arrays: tuple[jax.Array, ...],
+    num_classes: int,
+    h: jax.Array,
+    batches: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """One lane ``h = (dropout rate, training-set size n, seed)``: the training loss on its
+    first n examples and the validation loss, at the start and after every chunk of steps."""
+    x, y, xv, yv = arrays
+    n_max = x.shape[0]
+    tx = jl.adam(settings.rate)
+
+    def losses(model: MLP, params: Any, n: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def ce(xs: jax.Array, ys: jax.Array) -> jax.Array:
+            logits, _ = jl.nn.mlp_apply(params, [], xs, activation="relu", training=False)
+            return jax.nn.log_softmax(logits)[jnp.arange(len(ys)), ys]
+
+        mask = jnp.arange(n_max) < n
+        train = -jnp.sum(jnp.where(mask, ce(x, y), 0.0)) / n
+        return train, -jnp.mean(ce(xv, yv))
+
+    model = MLP(settings.hidden, dropout_rate=h[0])  # type: ignore[arg-type]  # traced rate
+    key = jax.random.key(h[2].astype(jnp.uint32))
+    carry = init_carry(model, tx, key, x.shape[1], num_classes)
+
+    def step(c: Any, i: jax.Array) -> tuple[Any, jax.Array]:
+        k = jax.random.fold_in(key, c.step)
+        return train_step(model, tx, c, (x[i], y[i], k))
+
+    def chunk(c: Any, b: jax.Array) -> tuple[Any, tuple[jax.Array, jax.Array]]:
+        c, _ = jax.lax.scan(step, c, b)
+        return c, losses(model, c.params, h[1])
+
+    first = losses(model, carry.params, h[1])
+    _, (tr, va) = jax.lax.scan(chunk, carry, batches)
+    return jnp.concatenate([first[0][None], tr]), jnp.concatenate([first[1][None], va])
+
+
 def compute(config: Config, seed: int) -> DropoutMapResult:
     """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
     numbers from ``seed``, the data split with ``seed``."""
@@ -119,35 +158,15 @@ def _measure(
     )
     seed_values = rng.integers(0, 2**24, settings.num_seeds)  # exact in float32
     hyper = np.array([(r, n, seed_values[s]) for r, n, s in lanes], np.float32)
-    x, y = jnp.asarray(data.x_train[:n_max]), jnp.asarray(data.y_train[:n_max])
-    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-    tx = jl.adam(settings.rate)
-
-    def losses(model: MLP, params: Any, n: jax.Array) -> tuple[jax.Array, jax.Array]:
-        def ce(xs: jax.Array, ys: jax.Array) -> jax.Array:
-            logits, _ = jl.nn.mlp_apply(params, [], xs, activation="relu", training=False)
-            return jax.nn.log_softmax(logits)[jnp.arange(len(ys)), ys]
-
-        mask = jnp.arange(n_max) < n
-        train = -jnp.sum(jnp.where(mask, ce(x, y), 0.0)) / n
-        return train, -jnp.mean(ce(xv, yv))
+    arrays = (
+        jnp.asarray(data.x_train[:n_max]),
+        jnp.asarray(data.y_train[:n_max]),
+        jnp.asarray(data.x_val),
+        jnp.asarray(data.y_val),
+    )
 
     def one(h: jax.Array, batches: jax.Array) -> tuple[jax.Array, jax.Array]:
-        model = MLP(settings.hidden, dropout_rate=h[0])  # type: ignore[arg-type]  # traced rate
-        key = jax.random.key(h[2].astype(jnp.uint32))
-        carry = init_carry(model, tx, key, x.shape[1], data.num_classes)
-
-        def step(c: Any, i: jax.Array) -> tuple[Any, jax.Array]:
-            k = jax.random.fold_in(key, c.step)
-            return train_step(model, tx, c, (x[i], y[i], k))
-
-        def chunk(c: Any, b: jax.Array) -> tuple[Any, tuple[jax.Array, jax.Array]]:
-            c, _ = jax.lax.scan(step, c, b)
-            return c, losses(model, c.params, h[1])
-
-        first = losses(model, carry.params, h[1])
-        _, (tr, va) = jax.lax.scan(chunk, carry, batches)
-        return jnp.concatenate([first[0][None], tr]), jnp.concatenate([first[1][None], va])
+        return _lane(settings, arrays, data.num_classes, h, batches)
 
     out = timed(
         "dropout map",
@@ -157,7 +176,6 @@ def _measure(
         timer=timer,
         fast_compile=settings.fast_compile,
     )
-    out = jax.tree.map(np.asarray, out)
     shape = (len(settings.dropout_rates), len(sizes), settings.num_seeds, -1)
     tr, va = (np.asarray(a, np.float64).reshape(shape) for a in out)
     return DropoutMapResult(

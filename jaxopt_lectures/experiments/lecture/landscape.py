@@ -192,8 +192,83 @@ def _basins(settings: LandscapeSettings, timer: Timer) -> tuple[np.ndarray, np.n
         timer=timer,
         fast_compile=settings.fast_compile,
     )
-    finals = jax.tree.map(np.asarray, finals)
     return starts, np.asarray(finals, np.float64)
+
+
+def _probe(
+    settings: LandscapeSettings,
+    arrays: tuple[jax.Array, ...],
+    alphas: np.ndarray,
+    model: MLP,
+    params: Any,
+    key: jax.Array,
+) -> tuple[Any, ...]:
+    """The loss along ``num_directions`` filter-normalized directions through ``params``, on a
+    2-D surface of two of them, at ``params`` itself, and the validation accuracy there."""
+    x, y, xv, yv = arrays
+    side = np.linspace(-settings.alpha, settings.alpha, settings.surface, dtype=np.float32)
+
+    def loss_at(p: Any) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(p, [], x, activation=model.activation, training=False)
+        return cross_entropy(logits, y)
+
+    def shifted(a: jax.Array, d: Any, b: jax.Array, e: Any) -> jax.Array:
+        return loss_at(jax.tree.map(lambda p, u, v: p + a * u + b * v, params, d, e))
+
+    keys = jax.random.split(key, settings.num_directions + 1)
+    dirs = jax.vmap(lambda k: filter_normalized_direction(k, params))(keys)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    lines = jax.vmap(lambda d: jax.vmap(lambda a: shifted(a, d, jnp.float32(0.0), zero))(alphas))(
+        jax.tree.map(lambda a: a[:-1], dirs)
+    )
+    d1 = jax.tree.map(lambda a: a[0], dirs)
+    d2 = jax.tree.map(lambda a: a[-1], dirs)
+    surface = (
+        jax.vmap(lambda b: jax.vmap(lambda a: shifted(a, d1, b, d2))(side))(side)
+        if settings.surface
+        else jnp.zeros((0, 0))
+    )
+    logits, _ = jl.nn.mlp_apply(params, [], xv, activation=model.activation, training=False)
+    val_acc = jnp.mean(jnp.argmax(logits, -1) == yv)
+    return lines, surface, loss_at(params), val_acc
+
+
+def _probe_all(
+    settings: LandscapeSettings,
+    data: Dataset,
+    models: dict[str, MLP],
+    trained: dict[str, Any],
+    alphas: np.ndarray,
+    key: jax.Array,
+    timer: Timer,
+) -> dict[str, Any]:
+    """Every trained network (per seed) probed by :func:`_probe`, in one compiled program."""
+    arrays = (
+        jnp.asarray(data.x_train[: settings.batch]),
+        jnp.asarray(data.y_train[: settings.batch]),
+        jnp.asarray(data.x_val),
+        jnp.asarray(data.y_val),
+    )
+    keys = jax.random.split(key, settings.num_seeds)
+
+    @jax.jit
+    def probe_all(trained: dict[str, Any], keys: jax.Array) -> dict[str, Any]:
+        return {
+            name: jax.vmap(lambda p, k, m=models[name]: _probe(settings, arrays, alphas, m, p, k))(
+                trained[name], keys
+            )
+            for name in models
+        }
+
+    out = timed(
+        "landscape probes",
+        probe_all,
+        trained,
+        keys,
+        timer=timer,
+        fast_compile=settings.fast_compile,
+    )
+    return jax.tree.map(np.asarray, out)
 
 
 def compute(config: Config, seed: int) -> LandscapeResult:
@@ -223,56 +298,8 @@ def _measure(
         runs, data, steps=steps, seeds=seeds, timer=timer, fast_compile=settings.fast_compile
     )
     trained = {name: jax.tree.map(lambda a: a[0, :, -1], f.params) for name, f in fitted.items()}
-    x = jnp.asarray(data.x_train[: settings.batch])
-    y = jnp.asarray(data.y_train[: settings.batch])
     alphas = np.linspace(-settings.alpha, settings.alpha, settings.num_alphas, dtype=np.float32)
-    side = np.linspace(-settings.alpha, settings.alpha, settings.surface, dtype=np.float32)
-
-    xv, yv = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
-
-    def probe(model: MLP, params: Any, key: jax.Array) -> tuple[Any, ...]:
-        def loss_at(p: Any) -> jax.Array:
-            logits, _ = jl.nn.mlp_apply(p, [], x, activation=model.activation, training=False)
-            return cross_entropy(logits, y)
-
-        def shifted(a: jax.Array, d: Any, b: jax.Array, e: Any) -> jax.Array:
-            return loss_at(jax.tree.map(lambda p, u, v: p + a * u + b * v, params, d, e))
-
-        keys = jax.random.split(key, settings.num_directions + 1)
-        dirs = jax.vmap(lambda k: filter_normalized_direction(k, params))(keys)
-        zero = jax.tree.map(jnp.zeros_like, params)
-        lines = jax.vmap(
-            lambda d: jax.vmap(lambda a: shifted(a, d, jnp.float32(0.0), zero))(alphas)
-        )(jax.tree.map(lambda a: a[:-1], dirs))
-        d1 = jax.tree.map(lambda a: a[0], dirs)
-        d2 = jax.tree.map(lambda a: a[-1], dirs)
-        surface = (
-            jax.vmap(lambda b: jax.vmap(lambda a: shifted(a, d1, b, d2))(side))(side)
-            if settings.surface
-            else jnp.zeros((0, 0))
-        )
-        logits, _ = jl.nn.mlp_apply(params, [], xv, activation=model.activation, training=False)
-        val_acc = jnp.mean(jnp.argmax(logits, -1) == yv)
-        return lines, surface, loss_at(params), val_acc
-
-    keys = jax.random.split(key, settings.num_seeds)
-
-    @jax.jit
-    def probe_all(trained: dict[str, Any], keys: jax.Array) -> dict[str, Any]:
-        return {
-            name: jax.vmap(lambda p, k, m=models[name]: probe(m, p, k))(trained[name], keys)
-            for name in models
-        }
-
-    out = timed(
-        "landscape probes",
-        probe_all,
-        trained,
-        keys,
-        timer=timer,
-        fast_compile=settings.fast_compile,
-    )
-    out = jax.tree.map(np.asarray, out)
+    out = _probe_all(settings, data, models, trained, alphas, key, timer)
     curves = {k: np.asarray(v[0], np.float64) for k, v in out.items()}
     rough = {k: roughness(v) for k, v in curves.items()}
     ok = reached >= 0

@@ -94,6 +94,41 @@ def _problem(settings: SgdDecaySettings, rng: np.random.Generator) -> tuple[np.n
     return x, y, hess, np.linalg.solve(hess, x.T @ y / len(x))
 
 
+def _excess_curve(
+    settings: SgdDecaySettings, h: jax.Array, batches: jax.Array, problem: tuple[jax.Array, ...]
+) -> jax.Array:
+    """The excess loss after every step of one lane ``h = (rate, batch size, decayed)``, with
+    the mini-batch indices ``batches`` (steps, largest batch)."""
+    b_max = max(settings.batch_sizes)
+    x, y, hess, w_opt = problem
+
+    def excess(w: jax.Array) -> jax.Array:  # L(w) - L(w*) = (w - w*) . H (w - w*) / 2
+        e = w - w_opt
+        return 0.5 * e @ hess @ e
+
+    rate, batch, decayed = h[0], h[1], h[2]
+    # traced rate and decay (jax arrays pass the construction checks)
+    schedule = jl.inverse_time_decay(
+        rate,  # type: ignore[arg-type]
+        decay_rate=decayed,  # type: ignore[arg-type]
+        decay_steps=settings.decay_steps,
+    )
+    tx = jl.sgd(schedule)
+    w0 = jnp.zeros(settings.dim, jnp.float32)
+
+    def step(carry: tuple[jax.Array, Any], idx: jax.Array) -> tuple[Any, jax.Array]:
+        w, state = carry
+        mask = (jnp.arange(b_max) < batch).astype(jnp.float32)
+        residual = (x[idx] @ w - y[idx]) * mask
+        grad = x[idx].T @ residual / batch  # mini-batch of `batch` examples, with replacement
+        updates, state = tx.update(grad, state, w)
+        w = optax.apply_updates(w, updates)
+        return (w, state), excess(w)
+
+    _, losses = jax.lax.scan(step, (w0, tx.init(w0)), batches)
+    return losses
+
+
 def compute(config: Config, seed: int) -> SgdDecayResult:
     """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
     numbers from ``seed``."""
@@ -113,35 +148,6 @@ def _measure(settings: SgdDecaySettings, key: jax.Array, timer: Timer) -> SgdDec
     lanes += [(rate0, b, 1.0) for b in settings.batch_sizes]
     hyper = np.array(lanes, np.float32)
 
-    def one(h: jax.Array, batches: jax.Array, problem: tuple[jax.Array, ...]) -> jax.Array:
-        x, y, hess, w_opt = problem
-
-        def excess(w: jax.Array) -> jax.Array:  # L(w) - L(w*) = (w - w*) . H (w - w*) / 2
-            e = w - w_opt
-            return 0.5 * e @ hess @ e
-
-        rate, batch, decayed = h[0], h[1], h[2]
-        # traced rate and decay (jax arrays pass the construction checks)
-        schedule = jl.inverse_time_decay(
-            rate,  # type: ignore[arg-type]
-            decay_rate=decayed,  # type: ignore[arg-type]
-            decay_steps=settings.decay_steps,
-        )
-        tx = jl.sgd(schedule)
-        w0 = jnp.zeros(settings.dim, jnp.float32)
-
-        def step(carry: tuple[jax.Array, Any], idx: jax.Array) -> tuple[Any, jax.Array]:
-            w, state = carry
-            mask = (jnp.arange(b_max) < batch).astype(jnp.float32)
-            residual = (x[idx] @ w - y[idx]) * mask
-            grad = x[idx].T @ residual / batch  # mini-batch of `batch` examples, with replacement
-            updates, state = tx.update(grad, state, w)
-            w = optax.apply_updates(w, updates)
-            return (w, state), excess(w)
-
-        _, losses = jax.lax.scan(step, (w0, tx.init(w0)), batches)
-        return losses
-
     # NumPy draws the data and the mini-batches (the same batches for every lane of a seed):
     # random-number kernels would dominate this small program's compile time.
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
@@ -152,7 +158,9 @@ def _measure(settings: SgdDecaySettings, key: jax.Array, timer: Timer) -> SgdDec
 
     @jax.jit
     def grid(hyper: jax.Array, batches: jax.Array, problem: tuple[jax.Array, ...]) -> jax.Array:
-        return jax.vmap(lambda h: jax.vmap(lambda b: one(h, b, problem))(batches))(hyper)
+        return jax.vmap(
+            lambda h: jax.vmap(lambda b: _excess_curve(settings, h, b, problem))(batches)
+        )(hyper)
 
     losses = timed(
         "sgd noise floor",
@@ -163,7 +171,6 @@ def _measure(settings: SgdDecaySettings, key: jax.Array, timer: Timer) -> SgdDec
         timer=timer,
         fast_compile=settings.fast_compile,
     )
-    losses = jax.tree.map(np.asarray, losses)
     losses = np.asarray(losses, np.float64)  # (lanes, seeds, steps)
     nr, nb = len(settings.rates), len(settings.batch_sizes)
     tail = int(settings.num_steps * settings.tail)
