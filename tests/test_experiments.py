@@ -180,7 +180,7 @@ def test_figures_gif_and_reports(quick_run: tuple[Path, dict]) -> None:
     from PIL import Image
 
     with Image.open(out / "quick" / "race.gif") as gif:
-        assert gif.n_frames >= 10
+        assert getattr(gif, "n_frames", 1) >= 10  # animated formats only
     assert "| experiment | mode | claim | held? | measured |" in report
     leftovers = [p.name for p in [*out.iterdir(), *(out / "quick").iterdir()] if ".tmp-" in p.name]
     assert not leftovers
