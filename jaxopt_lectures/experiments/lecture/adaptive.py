@@ -34,7 +34,6 @@ from jax.flatten_util import ravel_pytree
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Claim, Config, Experiment, Figure, Summary, numbers_of
-from jaxopt_lectures.experiments.data import Dataset
 from jaxopt_lectures.experiments.engine import (
     MLP,
     Timer,
@@ -175,15 +174,6 @@ class CurvatureResult(NamedTuple):
     timings: tuple[Timing, ...]
 
 
-def compute(config: Config, seed: int) -> CurvatureResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``, the data split with ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), config.data(seed), Timer())
-    config.advance(1)
-    return result
-
-
 class _Arrays(NamedTuple):
     """What the compiled program reads: the quadratic's diagonal, the training split, the batch
     the Hessian diagonal is taken on, the mini-batch indices of both network parts."""
@@ -306,10 +296,13 @@ def _program(settings: CurvatureSettings, arr: _Arrays) -> Any:
     return everything
 
 
-def _measure(
-    settings: CurvatureSettings, key: jax.Array, data: Dataset, timer: Timer
-) -> CurvatureResult:
-    """All three parts as one compiled program, then the scores."""
+def compute(config: Config, seed: int) -> CurvatureResult:
+    """All three parts as one compiled program, then the scores; :data:`FULL` settings (in quick
+    mode :data:`QUICK`), random numbers from ``seed``, the data split with ``seed``."""
+    settings: CurvatureSettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
+    data = config.data(seed)
     a = np.geomspace(*settings.curvature_range, settings.dim).astype(np.float32)
     n = len(data.x_train)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
@@ -332,6 +325,7 @@ def _measure(
         timer=timer,
         fast_compile=settings.fast_compile,
     )
+    config.advance(1)
     return _scores(settings, jax.tree.map(np.asarray, out), 1.0 / (2.0 * a), timer)
 
 

@@ -34,7 +34,6 @@ from jax.flatten_util import ravel_pytree
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Claim, Config, Experiment, Figure, Summary, numbers_of
-from jaxopt_lectures.experiments.data import Dataset
 from jaxopt_lectures.experiments.engine import (
     MLP,
     Timer,
@@ -149,18 +148,13 @@ def _probe(
 
 
 def compute(config: Config, seed: int) -> BnLandscapeResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``, the data split with ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), config.data(seed), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(
-    settings: BnLandscapeSettings, key: jax.Array, data: Dataset, timer: Timer
-) -> BnLandscapeResult:
-    """Both trainings in one program, then the probes at the checkpoints in another."""
+    """Both trainings in one program, then the probes at the checkpoints in another; :data:`FULL`
+    settings (in quick mode :data:`QUICK`), random numbers from ``seed``, the data split with
+    ``seed``."""
+    settings: BnLandscapeSettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
+    data = config.data(seed)
     seed0 = int(np.asarray(jax.random.key_data(key)).ravel()[-1]) % (2**31)
     seeds = tuple(seed0 + i for i in range(settings.num_seeds))
     models = {k: MLP(settings.hidden, "sigmoid", batch_norm=k == "with") for k in KINDS}
@@ -196,6 +190,7 @@ def _measure(
     )
     probes = jax.tree.map(np.asarray, probes)
     best = {k: fitted[k].val_acc.max(axis=-1) for k in KINDS}
+    config.advance(1)
     return BnLandscapeResult(
         steps=fitted["with"].steps[skip - 1 :: skip],
         metrics={k: {m: np.asarray(probes[k][m], np.float64) for m in METRICS} for k in KINDS},

@@ -23,7 +23,6 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Claim, Config, Experiment, Figure, Summary, numbers_of
-from jaxopt_lectures.experiments.data import Dataset
 from jaxopt_lectures.experiments.engine import (
     MLP,
     Timer,
@@ -126,18 +125,12 @@ def _lane(
 
 
 def compute(config: Config, seed: int) -> DropoutMapResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``, the data split with ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), config.data(seed), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(
-    settings: DropoutMapSettings, key: jax.Array, data: Dataset, timer: Timer
-) -> DropoutMapResult:
-    """Train the whole grid in one program."""
+    """Train the whole grid in one program; :data:`FULL` settings (in quick mode
+    :data:`QUICK`), random numbers from ``seed``, the data split with ``seed``."""
+    settings: DropoutMapSettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
+    data = config.data(seed)
     sizes = [min(n, len(data.x_train)) for n in settings.train_sizes]
     n_max = max(sizes)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
@@ -178,6 +171,7 @@ def _measure(
     )
     shape = (len(settings.dropout_rates), len(sizes), settings.num_seeds, -1)
     tr, va = (np.asarray(a, np.float64).reshape(shape) for a in out)
+    config.advance(1)
     return DropoutMapResult(
         dropout_rates=np.asarray(settings.dropout_rates),
         train_sizes=np.asarray(sizes),

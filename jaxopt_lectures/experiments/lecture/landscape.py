@@ -272,18 +272,13 @@ def _probe_all(
 
 
 def compute(config: Config, seed: int) -> LandscapeResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``, the data split with ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), config.data(seed), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(
-    settings: LandscapeSettings, key: jax.Array, data: Dataset, timer: Timer
-) -> LandscapeResult:
-    """The basin map, then both networks trained (one program) and probed along directions."""
+    """The basin map, then both networks trained (one program) and probed along directions;
+    :data:`FULL` settings (in quick mode :data:`QUICK`), random numbers from ``seed``, the data
+    split with ``seed``."""
+    settings: LandscapeSettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
+    data = config.data(seed)
     starts, finals = _basins(settings, timer)
     to_min = np.linalg.norm(finals[:, None] - HIMMELBLAU_MINIMA[None], axis=-1)
     reached = np.where(to_min.min(1) < 0.1, to_min.argmin(1), -1)
@@ -303,6 +298,7 @@ def _measure(
     curves = {k: np.asarray(v[0], np.float64) for k, v in out.items()}
     rough = {k: roughness(v) for k, v in curves.items()}
     ok = reached >= 0
+    config.advance(1)
     return LandscapeResult(
         starts=starts,
         reached=reached,

@@ -149,12 +149,8 @@ def compute(config: Config, seed: int) -> FrictionResult:
     """Sweep (rate, gamma) pairs of ``jl.momentum`` in one ``vmap``-ed program (deterministic:
     ``seed`` is unused); :data:`FULL` or, in quick mode, :data:`QUICK` settings."""
     del seed
-    result = _measure(config.pick(FULL, QUICK), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(settings: FrictionSettings, timer: Timer) -> FrictionResult:
+    settings: FrictionSettings = config.pick(FULL, QUICK)
+    timer = Timer()
     problem = quadratic(settings.a1, settings.a2, settings.x0)
     curv = np.array([2.0 * settings.a1, 2.0 * settings.a2])
     polyak_rate, polyak_gamma = polyak_optimum(curv[0], curv[1])
@@ -182,6 +178,7 @@ def _measure(settings: FrictionSettings, timer: Timer) -> FrictionResult:
         ]
     )
     best_idx = np.argmin(steps, axis=1)
+    config.advance(1)
     return FrictionResult(
         gammas=gammas,
         rates=rates,

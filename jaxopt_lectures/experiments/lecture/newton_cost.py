@@ -111,16 +111,11 @@ def _step(method: str, cg_iters: int) -> Any:
 
 
 def compute(config: Config, seed: int) -> NewtonCostResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(settings: NewtonCostSettings, key: jax.Array, timer: Timer) -> NewtonCostResult:
-    """Compile every (method, size), then time them interleaved, ``repeats`` rounds."""
+    """Compile every (method, size), then time them interleaved, ``repeats`` rounds; :data:`FULL`
+    settings (in quick mode :data:`QUICK`), random numbers from ``seed``."""
+    settings: NewtonCostSettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
     sizes = {
         "gradient": np.asarray(settings.linear_sizes),
         "newton_cg": np.asarray(settings.linear_sizes),
@@ -159,6 +154,7 @@ def _measure(settings: NewtonCostSettings, key: jax.Array, timer: Timer) -> Newt
         k = min(settings.fit_points, len(sizes[method]))
         fit_sizes[method] = sizes[method][-k:]
         exponents[method] = fitted_exponent(fit_sizes[method], seconds[method][-k:])
+    config.advance(1)
     return NewtonCostResult(
         sizes=sizes,
         seconds=seconds,

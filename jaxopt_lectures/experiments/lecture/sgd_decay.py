@@ -130,16 +130,11 @@ def _excess_curve(
 
 
 def compute(config: Config, seed: int) -> SgdDecayResult:
-    """The measurements with the :data:`FULL` settings (in quick mode :data:`QUICK`), random
-    numbers from ``seed``."""
-    settings = config.pick(FULL, QUICK)
-    result = _measure(settings, jax.random.key(seed), Timer())
-    config.advance(1)
-    return result
-
-
-def _measure(settings: SgdDecaySettings, key: jax.Array, timer: Timer) -> SgdDecayResult:
-    """Run the grid and the decayed runs as one compiled program; measure the floors."""
+    """Run the grid and the decayed runs as one compiled program; measure the floors; :data:`FULL`
+    settings (in quick mode :data:`QUICK`), random numbers from ``seed``."""
+    settings: SgdDecaySettings = config.pick(FULL, QUICK)
+    timer = Timer()
+    key = jax.random.key(seed)
     b_max = max(settings.batch_sizes)
     stride = max(1, settings.num_steps // 400)
     rate0 = max(settings.rates)
@@ -181,6 +176,7 @@ def _measure(settings: SgdDecaySettings, key: jax.Array, timer: Timer) -> SgdDec
     rates = np.asarray(settings.rates, np.float64)
     batches = np.asarray(settings.batch_sizes, np.float64)
     i0 = int(np.argmax(rates))
+    config.advance(1)
     return SgdDecayResult(
         rates=rates,
         batch_sizes=batches,
