@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import chex
 import numpy as np
 import pytest
 
@@ -179,7 +180,7 @@ def test_figures_gif_and_reports(quick_run: tuple[Path, dict]) -> None:
     from PIL import Image
 
     with Image.open(out / "quick" / "race.gif") as gif:
-        assert gif.n_frames >= 10
+        assert getattr(gif, "n_frames", 1) >= 10  # animated formats only
     assert "| experiment | mode | claim | held? | measured |" in report
     leftovers = [p.name for p in [*out.iterdir(), *(out / "quick").iterdir()] if ".tmp-" in p.name]
     assert not leftovers
@@ -305,6 +306,66 @@ def test_vmapped_sweep_equals_runs_one_by_one(blobs: Any) -> None:
             {"gd": engine.TrajectoryJob(problem.loss, problem.x0, jl.sgd(rate))}, 30
         )["gd"]
         np.testing.assert_allclose(sweep.points[i], one.points, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_mlps_checkpoints_are_a_plain_training_loop(blobs: Any) -> None:
+    """fit_mlps (rates and seeds as vmap lanes, parameters kept at checkpoints) against the same
+    steps taken one by one with train_step; checkpoints must divide the steps."""
+    import jax
+    import jax.numpy as jnp
+
+    model = engine.MLP((8,), batch_norm=True)
+    timer = engine.Timer()
+    (fitted,) = engine.fit_mlps(
+        {"m": engine.TrainRun(jl.sgd, (0.1, 0.3), model)},
+        blobs,
+        steps=6,
+        seeds=(0, 1),
+        checkpoints=2,
+        batch_size=16,
+        timer=timer,
+        fast_compile=True,
+    ).values()
+    assert fitted.val_acc.shape == fitted.train_loss.shape == (2, 2, 2)
+    assert fitted.steps.tolist() == [3, 6]
+    assert [t.what for t in timer.timings] == ["fit"]
+    x, y = jnp.asarray(blobs.x_train), jnp.asarray(blobs.y_train)
+    step = jax.jit(lambda c, b, lr: engine.train_step(model, jl.sgd(lr), c, b))
+    for r, rate in enumerate((0.1, 0.3)):
+        for s, seed in enumerate((0, 1)):
+            key = jax.random.key(seed)
+            carry = engine.init_carry(model, jl.sgd(rate), key, x.shape[1], blobs.num_classes)
+            idx = np.random.default_rng(seed).integers(0, len(x), (2, 3, 16)).reshape(6, 16)
+            lane = jax.tree.map(lambda a, r=r, s=s: a[r, s], fitted.params)
+            for t, i in enumerate(idx):
+                batch = (x[i], y[i], jax.random.fold_in(key, carry.step))
+                carry, _ = step(carry, batch, jnp.float32(rate))
+                if t % 3 == 2:  # a checkpoint
+                    ours = jax.tree.map(lambda a, k=t // 3: a[k], lane)
+                    chex.assert_trees_all_close(ours, carry.params, rtol=2e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="must divide"):
+        engine.fit_mlps({}, blobs, steps=5, seeds=(0,), checkpoints=2)
+
+
+def test_fast_compile_gives_the_same_numbers_and_both_times_are_recorded() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def run(x: jax.Array) -> jax.Array:
+        return jax.lax.scan(lambda c, _: (jnp.tanh(c) * 1.5 + 0.1, c.sum()), x, None, 50)[1]
+
+    x = jnp.linspace(-1.0, 1.0, 8)
+    timer = engine.Timer()
+    slow = engine.timed("default", run, x, timer=timer)
+    fast = engine.timed("level 0", run, x, timer=timer, fast_compile=True)
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+    compiled = engine.compile_timed("compiled only", run, x, timer=timer, fast_compile=True)
+    np.testing.assert_allclose(compiled(x), slow, rtol=1e-6)
+    assert [t.what for t in timer.timings] == ["default", "level 0", "compiled only"]
+    assert all(t.compile_s > 0 for t in timer.timings)
+    assert timer.timings[-1].run_s == 0.0
+    assert timer.timings[0].run_s > 0
 
 
 def test_early_stopping_keeps_the_best_validation_parameters(blobs: Any) -> None:

@@ -47,7 +47,9 @@ def assert_close(reference: Any, value: Any, where: str) -> None:
 def test_quick_run_reproduces_the_stored_record(quick_run: tuple[Path, dict]) -> None:
     reference = json.loads(REFERENCE.read_text())["experiments"]
     results = quick_run[1]["experiments"]
-    assert set(results) == set(reference)
+    # Every recorded experiment is still run; experiments added since are checked by their own
+    # tests (tests/test_experiments_claims.py) until the record is regenerated.
+    assert set(reference) <= set(results), set(reference) - set(results)
     for name, ref in reference.items():
         record = results[name]["quick"]["result"]
         assert [[c["claim"], c["held"]] for c in record["claims"]] == ref["claims"], name

@@ -38,6 +38,7 @@ __all__ = [
     "Numbers",
     "Result",
     "Summary",
+    "numbers_of",
     "seeds",
 ]
 
@@ -77,6 +78,12 @@ class Config:
 def seeds(config: Config, seed: int, full: int, quick: int) -> tuple[int, ...]:
     """``full`` (in quick mode ``quick``) consecutive seeds starting at ``seed``."""
     return tuple(seed + i for i in range(config.pick(full, quick)))
+
+
+def numbers_of(result: tuple[Any, ...], skip: Sequence[str] = ("settings", "timings")) -> dict:
+    """A result ``NamedTuple``'s fields as the numbers of its :class:`Summary`, without ``skip``
+    (the settings and timings, which the record keeps elsewhere)."""
+    return {k: v for k, v in result._asdict().items() if k not in skip}  # type: ignore[attr-defined]
 
 
 class Result(Protocol):

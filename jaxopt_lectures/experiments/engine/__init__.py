@@ -6,13 +6,28 @@ Pure functions of their inputs, each compiling one program per call:
 - ``sweeps``: one program for many settings as lanes of a ``vmap``
   (:func:`sweep_trajectories` over learning rates, :func:`select_optimizer` over optimizers);
 - ``training``: MLPs trained on a data set with early stopping (:func:`train`);
-- ``measures``: what is read off a curve (:func:`first_reach`);
-- ``timing``: compile and run times, collected by a :class:`Timer` the caller passes in.
+- ``fitting``: MLPs trained a fixed number of steps with checkpoints of their parameters
+  (:func:`fit_mlps`), for experiments that probe trained parameters;
+- ``measures``: what is read off a curve (:func:`first_reach`, :func:`fitted_exponent`,
+  :func:`rank_correlation`);
+- ``timing``: compile and run times, collected by a :class:`Timer` the caller passes in
+  (:func:`timed`, :func:`compile_timed`; ``fast_compile`` for a quick run's short programs).
 """
 
-from jaxopt_lectures.experiments.engine.measures import first_reach
+from jaxopt_lectures.experiments.engine.fitting import Fitted, fit_mlps
+from jaxopt_lectures.experiments.engine.measures import (
+    first_reach,
+    fitted_exponent,
+    rank_correlation,
+)
 from jaxopt_lectures.experiments.engine.sweeps import select_optimizer, sweep_trajectories
-from jaxopt_lectures.experiments.engine.timing import Timer, Timing, timed
+from jaxopt_lectures.experiments.engine.timing import (
+    FAST_COMPILE,
+    Timer,
+    Timing,
+    compile_timed,
+    timed,
+)
 from jaxopt_lectures.experiments.engine.training import (
     MLP,
     History,
@@ -33,7 +48,9 @@ from jaxopt_lectures.experiments.engine.trajectories import (
 )
 
 __all__ = [
+    "FAST_COMPILE",
     "MLP",
+    "Fitted",
     "History",
     "LossFn",
     "OptimizerFactory",
@@ -43,9 +60,13 @@ __all__ = [
     "TrainRun",
     "Trajectory",
     "TrajectoryJob",
+    "compile_timed",
     "cross_entropy",
     "first_reach",
+    "fit_mlps",
+    "fitted_exponent",
     "init_carry",
+    "rank_correlation",
     "run_trajectories",
     "select_optimizer",
     "sweep_trajectories",
