@@ -1,4 +1,5 @@
-"""Run one registered experiment and turn what it returns into a :class:`~jaxopt_lectures.experiments.record.RunRecord`.
+"""Run one registered experiment and turn what it returns into a
+:class:`~jaxopt_lectures.experiments.record.RunRecord`.
 
 ``compute`` -> ``figure`` (saved into a folder) -> ``claims`` and ``summarize``: the only place
 that calls an experiment's parts. A failure in any part gives a failed record with the error and

@@ -62,8 +62,8 @@ class NormalizerState(NamedTuple):
         """The lecture's ``sigma^2 = M2 / |D|`` (biased, as sklearn's ``StandardScaler``).
 
         Also works on a stack of states (the output of ``vmap``): the count broadcasts per state.
-        Where sigma^2 itself is beyond the dtype's range (``|x|`` around 1e20 and more in float32) it
-        is inf; :func:`normalize` works from sigma and stays finite.
+        Where sigma^2 itself is beyond the dtype's range (``|x|`` around 1e20 and more in float32)
+        it is inf; :func:`normalize` works from sigma and stays finite.
         """
         return self.m2 / self._per_state(jnp.maximum(self.count, 1)) * self.scale * self.scale
 

@@ -51,7 +51,8 @@ def himmelblau() -> Problem:
 
 
 class PlaygroundProblem(NamedTuple):
-    """One test function of the page: a :class:`~jaxopt_lectures.experiments.problems.Problem` and how the page presents it.
+    """One test function of the page: a
+    :class:`~jaxopt_lectures.experiments.problems.Problem` and how the page presents it.
 
     ``variant`` is the quadratic's condition number kappa (``None`` for the other functions);
     ``minima`` lists every minimum to mark on the contour plot.
