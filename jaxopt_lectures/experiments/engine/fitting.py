@@ -74,10 +74,10 @@ def fit_mlps(
     compiled program, keeping the parameters at ``checkpoints`` evenly spaced steps (the last
     one at ``steps``) with their validation accuracy and training loss.
 
-    A lighter sibling of :func:`~.training.train` (no per-epoch curves, no early stopping: less
-    to compile). NumPy draws the mini-batches (with replacement) from each seed, the same for
-    every run and rate. ``timer`` collects the compile and run time; ``fast_compile`` compiles
-    with :data:`~.timing.FAST_COMPILE`.
+    A lighter sibling of :func:`~jaxopt_lectures.experiments.engine.train` (no per-epoch
+    curves, no early stopping: less to compile). NumPy draws the mini-batches (with replacement)
+    from each seed, the same for every run and rate. ``timer`` collects the compile and run time; ``fast_compile`` compiles
+    with ``FAST_COMPILE``.
     """
     if steps < 1 or checkpoints < 1 or steps % checkpoints:
         raise ValueError(f"checkpoints ({checkpoints}) must divide steps ({steps}), both >= 1")

@@ -297,8 +297,8 @@ def _program(settings: CurvatureSettings, arr: _Arrays) -> Any:
 
 
 def compute(config: Config, seed: int) -> CurvatureResult:
-    """All three parts as one compiled program, then the scores; :data:`FULL` settings (in quick
-    mode :data:`QUICK`), random numbers from ``seed``, the data split with ``seed``."""
+    """All three parts as one compiled program, then the scores; ``FULL`` settings (in quick
+    mode ``QUICK``), random numbers from ``seed``, the data split with ``seed``."""
     settings: CurvatureSettings = config.pick(FULL, QUICK)
     timer = Timer()
     key = jax.random.key(seed)

@@ -148,8 +148,8 @@ def _probe(
 
 
 def compute(config: Config, seed: int) -> BnLandscapeResult:
-    """Both trainings in one program, then the probes at the checkpoints in another; :data:`FULL`
-    settings (in quick mode :data:`QUICK`), random numbers from ``seed``, the data split with
+    """Both trainings in one program, then the probes at the checkpoints in another; ``FULL``
+    settings (in quick mode ``QUICK``), random numbers from ``seed``, the data split with
     ``seed``."""
     settings: BnLandscapeSettings = config.pick(FULL, QUICK)
     timer = Timer()

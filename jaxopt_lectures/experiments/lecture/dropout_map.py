@@ -125,8 +125,8 @@ def _lane(
 
 
 def compute(config: Config, seed: int) -> DropoutMapResult:
-    """Train the whole grid in one program; :data:`FULL` settings (in quick mode
-    :data:`QUICK`), random numbers from ``seed``, the data split with ``seed``."""
+    """Train the whole grid in one program; ``FULL`` settings (in quick mode
+    ``QUICK``), random numbers from ``seed``, the data split with ``seed``."""
     settings: DropoutMapSettings = config.pick(FULL, QUICK)
     timer = Timer()
     key = jax.random.key(seed)

@@ -273,7 +273,7 @@ def _probe_all(
 
 def compute(config: Config, seed: int) -> LandscapeResult:
     """The basin map, then both networks trained (one program) and probed along directions;
-    :data:`FULL` settings (in quick mode :data:`QUICK`), random numbers from ``seed``, the data
+    ``FULL`` settings (in quick mode ``QUICK``), random numbers from ``seed``, the data
     split with ``seed``."""
     settings: LandscapeSettings = config.pick(FULL, QUICK)
     timer = Timer()

@@ -147,7 +147,7 @@ def _predicted(rho: float, tolerance: float) -> float:
 
 def compute(config: Config, seed: int) -> FrictionResult:
     """Sweep (rate, gamma) pairs of ``jl.momentum`` in one ``vmap``-ed program (deterministic:
-    ``seed`` is unused); :data:`FULL` or, in quick mode, :data:`QUICK` settings."""
+    ``seed`` is unused); ``FULL`` or, in quick mode, ``QUICK`` settings."""
     del seed
     settings: FrictionSettings = config.pick(FULL, QUICK)
     timer = Timer()

@@ -111,8 +111,8 @@ def _step(method: str, cg_iters: int) -> Any:
 
 
 def compute(config: Config, seed: int) -> NewtonCostResult:
-    """Compile every (method, size), then time them interleaved, ``repeats`` rounds; :data:`FULL`
-    settings (in quick mode :data:`QUICK`), random numbers from ``seed``."""
+    """Compile every (method, size), then time them interleaved, ``repeats`` rounds; ``FULL``
+    settings (in quick mode ``QUICK``), random numbers from ``seed``."""
     settings: NewtonCostSettings = config.pick(FULL, QUICK)
     timer = Timer()
     key = jax.random.key(seed)

@@ -130,8 +130,8 @@ def _excess_curve(
 
 
 def compute(config: Config, seed: int) -> SgdDecayResult:
-    """Run the grid and the decayed runs as one compiled program; measure the floors; :data:`FULL`
-    settings (in quick mode :data:`QUICK`), random numbers from ``seed``."""
+    """Run the grid and the decayed runs as one compiled program; measure the floors; ``FULL``
+    settings (in quick mode ``QUICK``), random numbers from ``seed``."""
     settings: SgdDecaySettings = config.pick(FULL, QUICK)
     timer = Timer()
     key = jax.random.key(seed)
