@@ -76,8 +76,8 @@ def fit_mlps(
 
     A lighter sibling of :func:`~jaxopt_lectures.experiments.engine.train` (no per-epoch
     curves, no early stopping: less to compile). NumPy draws the mini-batches (with replacement)
-    from each seed, the same for every run and rate. ``timer`` collects the compile and run time; ``fast_compile`` compiles
-    with ``FAST_COMPILE``.
+    from each seed, the same for every run and rate. ``timer`` collects the compile and run
+    time; ``fast_compile`` compiles with ``FAST_COMPILE``.
     """
     if steps < 1 or checkpoints < 1 or steps % checkpoints:
         raise ValueError(f"checkpoints ({checkpoints}) must divide steps ({steps}), both >= 1")
