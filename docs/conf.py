@@ -200,11 +200,33 @@ def _directive(module: ModuleType, name: str) -> str:
     return f".. autodata:: {full}\n" + ("   :no-value:\n" if long_value else "")
 
 
-def _module_page(name: str) -> str:
-    """A page with the module's docstring and an entry for every name in its ``__all__``."""
+def _defined_elsewhere(module: ModuleType, item: str, pages: set[str]) -> str | None:
+    """The module that defines ``module.item`` when that is another module with a page of its
+    own (``experiments.api`` re-exports ``record.Claim``): the name is documented there once."""
+    obj = getattr(module, item)
+    if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+        return None  # an instance (a registered experiment): its class's module is not its home
+    home = obj.__module__
+    return home if home != module.__name__ and home in pages else None
+
+
+def _module_page(name: str, pages: set[str]) -> str:
+    """A page with the module's docstring and an entry for every name in its ``__all__``; a name
+    another page documents is listed with a link to it instead of a second entry."""
     module = importlib.import_module(name)
-    entries = "".join(_directive(module, item) for item in getattr(module, "__all__", []))
-    return f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n\n{entries}```\n"
+    entries, links = "", []
+    for item in getattr(module, "__all__", []):
+        home = _defined_elsewhere(module, item, pages)
+        if home is None:
+            entries += _directive(module, item)
+        else:
+            links.append(f"{{py:obj}}`~{home}.{item}`")
+    text = f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n\n{entries}```\n"
+    if links:
+        text += (
+            "\nAlso exported here, documented where they are defined: " + ", ".join(links) + ".\n"
+        )
+    return text
 
 
 def _no_type_docstring(
@@ -229,7 +251,9 @@ def _write_module_pages() -> None:
     """Write ``docs/api/modules/<module>.md`` for every module of :func:`generated_modules`."""
     target = DOCS / "api" / "modules"
     target.mkdir(parents=True, exist_ok=True)
-    wanted = {f"{name}.md": _module_page(name) for name in generated_modules()}
+    generated = generated_modules()
+    pages = set(generated)
+    wanted = {f"{name}.md": _module_page(name, pages) for name in generated}
     for stale in target.glob("*.md"):
         if stale.name not in wanted:
             stale.unlink()
