@@ -27,7 +27,7 @@ collect_ignore = [] if _CI or importlib.util.find_spec("torch") else ["test_torc
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI sees only the stand-in experiments of ``tests/fake_experiments.py``."""
+    """The CLI sees only the stand-ins of ``tests/fake_experiments.py``: experiments, playground."""
     from fake_experiments import fake_registry
 
     fake_registry(monkeypatch)

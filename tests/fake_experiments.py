@@ -1,5 +1,5 @@
 """Stand-in experiments for the CLI's tests: instant, deterministic, and told to fail or to do
-something (start another run, send a signal) at a chosen moment."""
+something (start another run, send a signal) at a chosen moment; and a stand-in playground page."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 
@@ -58,16 +59,31 @@ def _experiment(name: str) -> Any:
     )
 
 
+def _playground(out_dir: Any, **kwargs: Any) -> Path:
+    """A stand-in for ``jaxopt_lectures.playground.build``: the page file, instantly (the real
+    page computes every grid, seconds per fresh output folder; its own tests cover it)."""
+    del kwargs
+    from jaxopt_lectures.playground import FILENAME
+
+    path = Path(out_dir) / FILENAME
+    path.write_text("<!doctype html><title>stand-in playground</title>\n")
+    return path
+
+
 def fake_registry(monkeypatch: Any = None) -> None:
-    """Make the CLI see only the stand-ins (through ``monkeypatch`` when given)."""
+    """Make the CLI see only the stand-in experiments and the stand-in playground (through
+    ``monkeypatch`` when given)."""
+    import jaxopt_lectures.playground
     from jaxopt_lectures.experiments import registry
 
     _reset()
     experiments = {name: _experiment(name) for name in FAKES}
     if monkeypatch is None:
         registry.EXPERIMENTS = experiments
+        jaxopt_lectures.playground.build = _playground
     else:
         monkeypatch.setattr(registry, "EXPERIMENTS", experiments)
+        monkeypatch.setattr(jaxopt_lectures.playground, "build", _playground)
 
 
 def run_cli(*args: str) -> int:

@@ -272,6 +272,7 @@ def blobs() -> Any:
     return make_dataset(X, y, seed=1)
 
 
+@pytest.mark.integration  # compiles MLP training several times (swept, then run by run)
 def test_vmapped_sweep_equals_runs_one_by_one(blobs: Any) -> None:
     """Rates, seeds and even different optimizers as lanes of one vmap give the numbers of the
     runs done separately (not vmap-ed)."""
@@ -308,6 +309,7 @@ def test_vmapped_sweep_equals_runs_one_by_one(blobs: Any) -> None:
         np.testing.assert_allclose(sweep.points[i], one.points, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.integration  # compiles fit_mlps and a step-by-step MLP training loop
 def test_fit_mlps_checkpoints_are_a_plain_training_loop(blobs: Any) -> None:
     """fit_mlps (rates and seeds as vmap lanes, parameters kept at checkpoints) against the same
     steps taken one by one with train_step; checkpoints must divide the steps."""

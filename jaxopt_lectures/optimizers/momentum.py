@@ -154,11 +154,7 @@ def momentum(
       >>> float(loss(w)) < 1e-6
       True
     """
-    check_unit_interval("momentum", momentum)
-    return optax.chain(
-        descent(learning_rate),
-        trace(decay=momentum, nesterov=False, accumulator_dtype=accumulator_dtype),
-    )
+    return _momentum_chain(learning_rate, momentum, False, accumulator_dtype)
 
 
 def nag(
@@ -213,8 +209,18 @@ def nag(
       >>> float(loss(w)) < 1e-6
       True
     """
+    return _momentum_chain(learning_rate, momentum, True, accumulator_dtype)
+
+
+def _momentum_chain(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float,
+    nesterov: bool,
+    accumulator_dtype: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """``descent(learning_rate)`` followed by ``trace(momentum, nesterov)``: momentum and NAG."""
     check_unit_interval("momentum", momentum)
     return optax.chain(
         descent(learning_rate),
-        trace(decay=momentum, nesterov=True, accumulator_dtype=accumulator_dtype),
+        trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
     )

@@ -57,6 +57,24 @@ class ScaleByRmsWithCountState(NamedTuple):
     nu: optax.Updates
 
 
+def _initial_average(params: optax.Params, initial_scale: float, dtype: Any) -> optax.Params:
+    """The average of squares at step 0: ``initial_scale`` in every entry, real-valued."""
+    return jax.tree.map(
+        lambda z: z + jnp.asarray(initial_scale, z.dtype),
+        zeros_like(params, dtype, real=True),
+    )
+
+
+def _count_and_correction(
+    count: jax.Array | None, decay: float
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """The next step count and the bias correction ``1 - decay**count``; ``None`` when untracked."""
+    if count is None:
+        return None, None
+    count = safe_increment(count)
+    return count, 1 - decay ** count.astype(jnp.result_type(float))
+
+
 def scale_by_rms(
     decay: float = 0.9,
     eps: float = 1e-8,
@@ -115,10 +133,7 @@ def scale_by_rms(
     check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params: optax.Params) -> ScaleByRmsState | ScaleByRmsWithCountState:
-        nu = jax.tree.map(
-            lambda z: z + jnp.asarray(initial_scale, z.dtype),
-            zeros_like(params, accumulator_dtype, real=True),
-        )
+        nu = _initial_average(params, initial_scale, accumulator_dtype)
         if bias_correction:
             return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
         return ScaleByRmsState(nu=nu)
@@ -131,11 +146,9 @@ def scale_by_rms(
     ) -> tuple[optax.Updates, ScaleByRmsState | ScaleByRmsWithCountState]:
         del params, extra_args
         check_tree_match(updates, state.nu, "scale_by_rms")
-        if isinstance(state, ScaleByRmsWithCountState):
-            count = safe_increment(state.count)
-            correction = 1 - decay ** count.astype(jnp.result_type(float))
-        else:
-            count, correction = None, None
+        count, correction = _count_and_correction(
+            state.count if isinstance(state, ScaleByRmsWithCountState) else None, decay
+        )
 
         def leaf(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
             cd = compute_dtype(g.dtype, v.dtype)
@@ -253,10 +266,7 @@ def scale_by_stddev(
 
     def init_fn(params: optax.Params) -> ScaleByRStdDevState | ScaleByRStdDevWithCountState:
         mu = zeros_like(params, accumulator_dtype)
-        nu = jax.tree.map(
-            lambda z: z + jnp.asarray(initial_scale, z.dtype),
-            zeros_like(params, accumulator_dtype, real=True),
-        )
+        nu = _initial_average(params, initial_scale, accumulator_dtype)
         if bias_correction:
             return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
         return ScaleByRStdDevState(mu=mu, nu=nu)
@@ -269,11 +279,9 @@ def scale_by_stddev(
     ) -> tuple[optax.Updates, ScaleByRStdDevState | ScaleByRStdDevWithCountState]:
         del params, extra_args
         check_tree_match(updates, state.nu, "scale_by_stddev")
-        if isinstance(state, ScaleByRStdDevWithCountState):
-            count = safe_increment(state.count)
-            correction = 1 - decay ** count.astype(jnp.result_type(float))
-        else:
-            count, correction = None, None
+        count, correction = _count_and_correction(
+            state.count if isinstance(state, ScaleByRStdDevWithCountState) else None, decay
+        )
 
         def leaf(
             g: jax.Array, m: jax.Array, v: jax.Array
