@@ -339,14 +339,14 @@ def _playground(run: Invocation) -> bool:
     return True
 
 
-def _playground_command(args: argparse.Namespace) -> int:
-    """``playground`` with the defaults; ``main`` hands the subcommand's own options (``--out``,
-    ``--steps``, ...) to :func:`jaxopt_lectures.playground.main` before parsing."""
-    del args
+def _playground_command(options: Sequence[str]) -> int:
+    """``playground [OPTIONS]``: the subcommand's own options (``--out``, ``--steps``, ...) go to
+    :func:`jaxopt_lectures.playground.main` unparsed (``main`` hands them over before parsing),
+    with JAX's persistent compilation cache on, as for ``run``."""
     from jaxopt_lectures.playground import main as playground_main
 
     _enable_compilation_cache()
-    return playground_main([])
+    return playground_main(list(options), prog="jaxopt-lectures playground")
 
 
 def _run_and_commit(
@@ -398,7 +398,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "playground",
         "write the optimizer playground (one offline HTML page; --help for its options)",
         lambda parser: None,
-        _playground_command,
+        lambda args: _playground_command([]),
     ),
     Subcommand(
         "run", "run experiments (all by default) and write the results", _run_arguments, _run
@@ -413,10 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
     if argv[:1] == ["playground"]:  # options of its own: see jaxopt_lectures.playground.main
-        from jaxopt_lectures.playground import main as playground_main
-
-        _enable_compilation_cache()
-        return playground_main(argv[1:], prog=f"{parser.prog} playground")
+        return _playground_command(argv[1:])
     args = parser.parse_args(argv)
     handlers = {command.name: command.handler for command in SUBCOMMANDS}
     try:
