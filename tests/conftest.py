@@ -17,7 +17,37 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxopt_lectures as jl
+import jaxopt_lectures as jl  # importing the library does not start JAX's backend
+
+QUICK_COMPILES = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The unit tier (``-m "not integration"``, alone or within a longer expression) starts JAX's
+    CPU backend with XLA:CPU's quicker compile options, :data:`QUICK_COMPILES`; every other
+    selection keeps XLA's defaults.
+
+    The unit tier compiles about two thousand small programs (every optimizer, layout and dtype it
+    checks), and compiling is most of its time: its older loop emitters without LLVM's optimizer
+    compile such a program two to three times as fast and run large arrays slower, which no unit
+    test measures. Every number a test compares is computed in the same process, so both sides
+    (the library, optax, the references run through JAX) are compiled alike. ``XLA_FLAGS`` is read
+    once, when the backend starts, and is restored right after, so child processes and the
+    integration tier (command line, notebooks, several processes) run with XLA's defaults.
+    ``JAXOPT_LECTURES_TEST_XLA_DEFAULTS=1`` keeps the defaults in the unit tier too."""
+    unit_tier = "not integration" in " ".join(config.option.markexpr.split())
+    if not unit_tier or os.environ.get("JAXOPT_LECTURES_TEST_XLA_DEFAULTS", "") not in ("", "0"):
+        return
+    previous = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{previous or ''} {QUICK_COMPILES}".strip()
+    try:
+        jax.devices()
+    finally:
+        if previous is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = previous
+
 
 # PyTorch is a test-time peer (CI installs its CPU build): without it the comparison module is not
 # collected at all, except under CI (CI=true), where a missing torch must fail the run, not skip.

@@ -180,22 +180,35 @@ def _data_choice(path: str | None, seed: int) -> DataChoice:
     return DataChoice(factory, f"{path} ({len(X)} examples)", content_hash(X, y))
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled XLA programs on disk: a rerun (``--force``, another seed) skips most of the
-    compile time, which dominates a short run on a CPU. Best effort: no cache if the folder
-    cannot be made."""
+@contextlib.contextmanager
+def _compilation_cache() -> Iterator[None]:
+    """While the block runs, keep compiled XLA programs on disk: a rerun (``--force``, another
+    seed) skips most of the compile time, which dominates a short run on a CPU. JAX's settings are
+    restored afterwards, so calling :func:`main` from Python leaves the caller's JAX as it was.
+    Best effort: no cache if the folder cannot be made."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxopt_lectures"
     folder = Path(os.environ.get("JAXOPT_LECTURES_CACHE", default / "xla"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
+        yield
         return
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(folder))
     # Every program, however quick to compile: most of the main job's programs compile in under
     # the default threshold of a second, and together they are most of a warm run's compile time.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    settings = {
+        "jax_compilation_cache_dir": str(folder),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+    }
+    previous = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            jax.config.update(name, value)
 
 
 def _progress(name: str, total: int, enabled: bool) -> Any:
@@ -222,9 +235,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out)
     data = _data_choice(args.data, args.seed)
-    if not args.no_cache:
-        _enable_compilation_cache()
-    with _sigterm_as_interrupt():
+    cache = contextlib.nullcontext() if args.no_cache else _compilation_cache()
+    with cache, _sigterm_as_interrupt():
         return _execute(Invocation(out, selected, args, data))
 
 
@@ -345,8 +357,8 @@ def _playground_command(options: Sequence[str]) -> int:
     with JAX's persistent compilation cache on, as for ``run``."""
     from jaxopt_lectures.playground import main as playground_main
 
-    _enable_compilation_cache()
-    return playground_main(list(options), prog="jaxopt-lectures playground")
+    with _compilation_cache():
+        return playground_main(list(options), prog="jaxopt-lectures playground")
 
 
 def _run_and_commit(
