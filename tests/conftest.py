@@ -19,6 +19,38 @@ import pytest
 
 import jaxopt_lectures as jl  # importing the library does not start JAX's backend
 
+
+def _unit_tier(config: pytest.Config) -> bool:
+    """Whether the marker expression leaves the integration tier out (``-m "not integration"``,
+    alone or within a longer expression)."""
+    return "not integration" in " ".join(config.option.markexpr.split())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The unit tier spreads its tests over the machine's cores (pytest-xdist's ``-n auto``, at
+    most :data:`MAX_WORKERS` processes) unless ``-n`` is given: ``-n 0`` runs them in this
+    process, as ``--pdb`` needs. The integration tier runs in one process: its tests share one
+    run of the main job and start processes of their own."""
+    worker = hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ
+    if (
+        not worker  # a worker runs the tests it is given, it never starts workers of its own
+        and _unit_tier(config)
+        and config.pluginmanager.hasplugin("xdist")
+        and config.getoption("numprocesses", None) is None
+    ):
+        config.option.numprocesses = "auto"
+
+
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable core, at most :data:`MAX_WORKERS` (each worker starts
+    its own JAX, and the unit tier gains little from more)."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
 QUICK_COMPILES = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 
 
@@ -35,8 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
     once, when the backend starts, and is restored right after, so child processes and the
     integration tier (command line, notebooks, several processes) run with XLA's defaults.
     ``JAXOPT_LECTURES_TEST_XLA_DEFAULTS=1`` keeps the defaults in the unit tier too."""
-    unit_tier = "not integration" in " ".join(config.option.markexpr.split())
-    if not unit_tier or os.environ.get("JAXOPT_LECTURES_TEST_XLA_DEFAULTS", "") not in ("", "0"):
+    if not _unit_tier(config) or os.environ.get("JAXOPT_LECTURES_TEST_XLA_DEFAULTS", "") not in (
+        "",
+        "0",
+    ):
         return
     previous = os.environ.get("XLA_FLAGS")
     os.environ["XLA_FLAGS"] = f"{previous or ''} {QUICK_COMPILES}".strip()
@@ -154,7 +188,17 @@ LAYOUTS: dict[str, Wrap] = {
 }
 
 
-@pytest.fixture(params=list(LAYOUTS))
+# "packed-mixed" goes through both paths of ``jl.packed`` (packed vectors and leaves left as they
+# are), so the unit tier runs the default and it; the full packing joins in the integration tier,
+# which runs every test's whole grid (tests/test_packed.py runs both packed layouts everywhere).
+LAYOUT_PARAMS = [
+    pytest.param("default"),
+    pytest.param("packed", marks=pytest.mark.integration),
+    pytest.param("packed-mixed"),
+]
+
+
+@pytest.fixture(params=LAYOUT_PARAMS)
 def layout(request: pytest.FixtureRequest) -> Wrap:
     """Wraps a transformation in one of the :data:`LAYOUTS` (the test runs once for each)."""
     return LAYOUTS[request.param]
