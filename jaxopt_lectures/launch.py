@@ -81,7 +81,7 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Callable[[str], 
     return check
 
 
-# Over 60 lines: a table, one declaration per option.
+# Long: a table, one declaration per option.
 def _parser() -> argparse.ArgumentParser:
     """The launcher's options (the program after ``--`` is split off before them)."""
     parser = argparse.ArgumentParser(

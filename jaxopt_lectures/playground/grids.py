@@ -116,6 +116,7 @@ def _family(problem: PlaygroundProblem) -> str:
     return problem.problem.name
 
 
+# Long: a table, one declaration per optimizer on the page.
 def methods(family: str) -> list[Method]:
     """The page's optimizers with their slider grids for one function family (``"quadratic"``,
     ``"rosenbrock"``, ``"beale"``, ``"saddle"``, ``"himmelblau"``); only the rates depend on it.
@@ -363,6 +364,7 @@ class Grid(NamedTuple):
     losses: np.ndarray
 
 
+# Long: a 22-line docstring, the argument checks, then one compile-and-run pass.
 def compute_grids(
     problems: Sequence[PlaygroundProblem] | None = None,
     num_steps: int = NUM_STEPS,
