@@ -81,20 +81,9 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Callable[[str], 
     return check
 
 
-def parse_args(argv: Sequence[str]) -> LaunchConfig:
-    """Parse the launcher's command line (everything after ``--`` is the program to run).
-
-    Example:
-      >>> from jaxopt_lectures.launch import parse_args
-      >>> c = parse_args(["-n", "2", "--local-devices", "2", "--", "train.py", "--lr", "0.1"])
-      >>> c.num_local, c.num_processes, c.local_devices, c.command
-      (2, 2, 2, ('train.py', '--lr', '0.1'))
-    """
-    argv = list(argv)
-    if "--" not in argv:
-        raise SystemExit("launch: error: give the program after '--', e.g. -n 2 -- train.py")
-    split = argv.index("--")
-    own, command = argv[:split], tuple(argv[split + 1 :])
+# Long: a table, one declaration per option.
+def _parser() -> argparse.ArgumentParser:
+    """The launcher's options (the program after ``--`` is split off before them)."""
     parser = argparse.ArgumentParser(
         prog="python -m jaxopt_lectures.launch",
         description="Start N JAX processes joined by jax.distributed (one host: loopback).",
@@ -168,6 +157,24 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
         default=None,
         help="stop the whole job after this many seconds",
     )
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> LaunchConfig:
+    """Parse the launcher's command line (everything after ``--`` is the program to run).
+
+    Example:
+      >>> from jaxopt_lectures.launch import parse_args
+      >>> c = parse_args(["-n", "2", "--local-devices", "2", "--", "train.py", "--lr", "0.1"])
+      >>> c.num_local, c.num_processes, c.local_devices, c.command
+      (2, 2, 2, ('train.py', '--lr', '0.1'))
+    """
+    argv = list(argv)
+    if "--" not in argv:
+        raise SystemExit("launch: error: give the program after '--', e.g. -n 2 -- train.py")
+    split = argv.index("--")
+    own, command = argv[:split], tuple(argv[split + 1 :])
+    parser = _parser()
     args = parser.parse_args(own)
     if not command:
         parser.error("nothing to run after '--'")
@@ -270,37 +277,33 @@ def _stop(processes: Sequence[subprocess.Popen[str]], grace: float) -> None:
             process.wait()
 
 
-def run(config: LaunchConfig, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
-    """Start the processes of ``config``, forward their output, supervise them; the exit status."""
-    out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
-
-    def fail(message: str, status: int) -> int:
-        err.write(f"launch: error: {message}\n")
-        err.flush()
-        return status
-
+def _coordinator(config: LaunchConfig) -> str:
+    """The coordinator's ``HOST:PORT`` (a free loopback port unless given); a ``ValueError``
+    if the address does not parse or, for process 0, its port is taken."""
     if config.coordinator is None:
         port = config.port or _free_port()
         coordinator = f"127.0.0.1:{port}"
         bind_host = "127.0.0.1"
     else:
         coordinator = config.coordinator
-        try:
-            _, port = distributed.parse_address(coordinator)
-        except ValueError as error:
-            return fail(str(error), 2)
+        _, port = distributed.parse_address(coordinator)
         bind_host = ""
     if config.first_process_id == 0 and distributed.port_in_use(bind_host, port):
-        return fail(
+        raise ValueError(
             f"coordinator port {port} is already in use on this host; pick another with "
-            "--port/--coordinator, or leave --port out for a free one",
-            2,
+            "--port/--coordinator, or leave --port out for a free one"
         )
+    return coordinator
+
+
+def _start(
+    config: LaunchConfig, coordinator: str, out: IO[str]
+) -> tuple[list[subprocess.Popen[str]], list[threading.Thread]]:
+    """Start the processes of this host, each with a thread that forwards its output lines to
+    ``out`` behind ``[p<id>]``."""
     lock = threading.Lock()
     processes: list[subprocess.Popen[str]] = []
     threads = []
-    started = time.monotonic()
     for offset in range(config.num_local):
         process_id = config.first_process_id + offset
         process = subprocess.Popen(
@@ -320,6 +323,25 @@ def run(config: LaunchConfig, out: IO[str] | None = None, err: IO[str] | None = 
         )
         thread.start()
         threads.append(thread)
+    return processes, threads
+
+
+def run(config: LaunchConfig, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Start the processes of ``config``, forward their output, supervise them; the exit status."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+
+    def fail(message: str, status: int) -> int:
+        err.write(f"launch: error: {message}\n")
+        err.flush()
+        return status
+
+    try:
+        coordinator = _coordinator(config)
+    except ValueError as error:
+        return fail(str(error), 2)
+    started = time.monotonic()
+    processes, threads = _start(config, coordinator, out)
 
     def finish(status: int, message: str | None) -> int:
         _stop(processes, config.grace)

@@ -149,6 +149,7 @@ def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+# Long for its docstring (72 of 100 lines: layout, limits, equivalent, example).
 def packed(
     inner: optax.GradientTransformation, max_leaf_size: int = 32_768
 ) -> optax.GradientTransformationExtraArgs:

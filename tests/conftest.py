@@ -204,15 +204,9 @@ def layout(request: pytest.FixtureRequest) -> Wrap:
     return LAYOUTS[request.param]
 
 
-def run_on_eight_devices(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python *args`` in a child process that sees 8 simulated CPU devices (XLA reads the
-    device count once, at start-up, so multi-device tests need their own process); assert that it
-    exited with 0 (the message shows the end of its stderr) and return it."""
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
+def run_python(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in a child process with the environment ``env``; assert that it
+    exited with 0 (the message shows the end of its stderr, then of its stdout) and return it."""
     result = subprocess.run(
         [sys.executable, *args],
         env=env,
@@ -221,5 +215,17 @@ def run_on_eight_devices(*args: str, timeout: float = 300) -> subprocess.Complet
         timeout=timeout,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, f"{result.stderr[-4000:]}\n{result.stdout[-4000:]}"
     return result
+
+
+def run_on_eight_devices(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in a child process that sees 8 simulated CPU devices (XLA reads the
+    device count once, at start-up, so multi-device tests need their own process); assert that it
+    exited with 0 and return it (see :func:`run_python`)."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    return run_python(*args, env=env, timeout=timeout)

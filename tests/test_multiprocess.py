@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 pytestmark = pytest.mark.integration
 
@@ -53,30 +54,12 @@ def _env(devices: int = 1) -> dict[str, str]:
 
 def launch(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     """``python -m jaxopt_lectures.launch *args``; asserts success, returns the completed run."""
-    result = subprocess.run(
-        [sys.executable, "-m", "jaxopt_lectures.launch", *args],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, (result.stderr + result.stdout)[-4000:]
-    return result
+    return run_python("-m", "jaxopt_lectures.launch", *args, env=_env(), timeout=timeout)
 
 
 def single(*args: str, devices: int = 1) -> subprocess.CompletedProcess[str]:
     """``python *args`` as one process with ``devices`` CPU devices; asserts success."""
-    result = subprocess.run(
-        [sys.executable, *args],
-        env=_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    return run_python(*args, env=_env(devices), timeout=TIMEOUT)
 
 
 def compare(a_path: Path, b_path: Path) -> dict[str, Any]:

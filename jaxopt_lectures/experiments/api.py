@@ -80,7 +80,9 @@ def seeds(config: Config, seed: int, full: int, quick: int) -> tuple[int, ...]:
     return tuple(seed + i for i in range(config.pick(full, quick)))
 
 
-def numbers_of(result: tuple[Any, ...], skip: Sequence[str] = ("settings", "timings")) -> dict:
+def numbers_of(
+    result: tuple[Any, ...], skip: Sequence[str] = ("settings", "timings")
+) -> dict[str, Numbers]:
     """A result ``NamedTuple``'s fields as the numbers of its :class:`Summary`, without ``skip``
     (the settings and timings, which the record keeps elsewhere)."""
     return {k: v for k, v in result._asdict().items() if k not in skip}  # type: ignore[attr-defined]

@@ -169,6 +169,7 @@ def _labels(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, codes.reshape(-1)
 
 
+# Long for its docstring (28 of 68 lines: sources, split, example).
 def make_dataset(
     X: np.ndarray,
     y: np.ndarray,

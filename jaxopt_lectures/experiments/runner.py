@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,17 @@ def run_experiment(
     """
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     start = time.perf_counter()
-    common: dict[str, Any] = {
-        "experiment": experiment.name,
-        "key": key,
-        "data": data,
-        "started_at": started_at,
-        "finished_at": started_at,  # stamped again when the record is committed
-        "environment": environment,
-    }
+    # What every outcome shares; the failed or good record fills in the rest.
+    begun = RunRecord(
+        experiment=experiment.name,
+        key=key,
+        status="failed",
+        data=data,
+        started_at=started_at,
+        finished_at=started_at,  # stamped again when the record is committed
+        wall_time_s=0.0,
+        environment=environment,
+    )
     try:
         result = experiment.compute(config, key.seed)
         names = save_figures(experiment.figure(result), folder)
@@ -66,14 +70,14 @@ def run_experiment(
         claims = experiment.claims(result)
         summary = experiment.summarize(result)
     except Exception as err:  # one experiment failing must not lose the others
-        return RunRecord(
-            status="failed",
+        return replace(
+            begun,
             wall_time_s=time.perf_counter() - start,
             error=f"{type(err).__name__}: {err}",
             traceback=traceback.format_exc(),
-            **common,
         )
-    return RunRecord(
+    return replace(
+        begun,
         status="ok",
         wall_time_s=time.perf_counter() - start,
         compile_time_s=sum(t.compile_s for t in result.timings),
@@ -82,5 +86,4 @@ def run_experiment(
         claims=tuple(claims),
         settings=jsonable(summary.settings),
         numbers=jsonable(summary.numbers),
-        **common,
     )

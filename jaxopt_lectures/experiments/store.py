@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from jaxopt_lectures.experiments.record import MODES, Mode, RunKey, RunRecord
+from jaxopt_lectures.experiments.record import MODES, Json, Mode, RunKey, RunRecord
 
 try:
     import fcntl
@@ -101,17 +101,18 @@ class Results:
         slots = self.experiments.setdefault(record.experiment, {})
         slots.setdefault(record.key.mode, Slot()).put(record)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         """The whole file as JSON data."""
-        experiments: dict[str, Any] = {}
+        experiments: dict[str, Json] = {}
         for name, slots in self.experiments.items():
-            experiments[name] = {}
+            modes: dict[str, Json] = {}
             for mode in MODES:
                 slot = slots.get(mode)
                 if slot is None:
                     continue
                 entry = {"result": slot.result, "failure": slot.failure}
-                experiments[name][mode] = {k: r.to_json() for k, r in entry.items() if r}
+                modes[mode] = {k: r.to_json() for k, r in entry.items() if r}
+            experiments[name] = modes
         return {"schema": SCHEMA, "experiments": experiments}
 
     @classmethod

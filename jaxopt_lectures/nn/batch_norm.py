@@ -88,6 +88,7 @@ def batch_norm_init(
     return params, state
 
 
+# Long for its docstring (76 of 133 lines: equation, symbols, equivalents, example).
 def batch_norm(
     params: BatchNormParams,
     state: BatchNormState,

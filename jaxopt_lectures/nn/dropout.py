@@ -23,6 +23,7 @@ from jaxopt_lectures._checks import check_bool, check_unit_interval
 __all__ = ["dropout"]
 
 
+# Long for its docstring (33 of 63 lines: equation, symbols, equivalents, example).
 def dropout(
     key: jax.Array,
     x: ArrayLike,

@@ -33,6 +33,7 @@ class ScaleByAdadeltaState(NamedTuple):
     e_x: optax.Updates
 
 
+# Long: a 35-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_adadelta(
     rho: float = 0.9,
     eps: float = 1e-6,

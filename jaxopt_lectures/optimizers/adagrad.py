@@ -32,6 +32,7 @@ class ScaleByAdagradState(NamedTuple):
     sum_of_squares: optax.Updates
 
 
+# Long: a 38-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_adagrad(
     initial_accumulator_value: float = 0.0,
     eps: float = 1e-10,

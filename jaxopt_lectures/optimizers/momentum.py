@@ -42,6 +42,7 @@ class TraceState(NamedTuple):
     trace: optax.Updates
 
 
+# Long: a 32-line docstring; init and update share the checked arguments (optax's closure).
 def trace(
     decay: float,
     nesterov: bool = False,

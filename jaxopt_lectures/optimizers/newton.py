@@ -271,6 +271,7 @@ def _dense_direction(
     )
 
 
+# Long: a 71-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_newton(
     damping: float = 0.0,
     saddle_free: bool = False,
@@ -384,6 +385,7 @@ def scale_by_newton(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+# Long for its docstring (69 of 79 lines: equation, symbols, equivalents, example).
 def newton(
     learning_rate: optax.ScalarOrSchedule = 1.0,
     damping: float = 0.0,
@@ -482,6 +484,7 @@ class _CGState(NamedTuple):
     broken: jax.Array  # a Hessian-vector product was not finite
 
 
+# Long: one algorithm (Nocedal-Wright 7.1); its loop's state, test and body read together.
 def _truncated_cg(
     hvp: Callable[[jax.Array], jax.Array],
     g: jax.Array,
@@ -548,6 +551,7 @@ def _truncated_cg(
     return x, s.negative, s.iteration
 
 
+# Long: a 59-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_newton_cg(
     damping: float = 0.0,
     max_iters: int = 50,
@@ -654,6 +658,7 @@ def scale_by_newton_cg(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+# Long for its docstring (65 of 75 lines: equation, symbols, equivalents, example).
 def newton_cg(
     learning_rate: optax.ScalarOrSchedule = 1.0,
     damping: float = 0.0,

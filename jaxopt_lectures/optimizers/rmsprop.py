@@ -75,6 +75,7 @@ def _count_and_correction(
     return count, 1 - decay ** count.astype(jnp.result_type(float))
 
 
+# Long: a 41-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_rms(
     decay: float = 0.9,
     eps: float = 1e-8,
@@ -185,6 +186,7 @@ class ScaleByRStdDevWithCountState(NamedTuple):
     nu: optax.Updates
 
 
+# Long: a 63-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_stddev(
     decay: float = 0.9,
     eps: float = 1e-8,
@@ -312,6 +314,7 @@ def scale_by_stddev(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+# Long for its docstring (50 of 82 lines: equation, symbols, equivalents, example).
 def rmsprop(
     learning_rate: optax.ScalarOrSchedule = 0.01,
     decay: float = 0.9,

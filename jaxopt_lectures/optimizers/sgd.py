@@ -38,6 +38,7 @@ class ScaleByLearningRateState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
 
 
+# Long: a 34-line docstring; init and update share the checked arguments (optax's closure).
 def scale_by_learning_rate(
     learning_rate: optax.ScalarOrSchedule | None = None,
     *,

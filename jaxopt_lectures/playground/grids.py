@@ -116,6 +116,7 @@ def _family(problem: PlaygroundProblem) -> str:
     return problem.problem.name
 
 
+# Long: a table, one declaration per optimizer on the page.
 def methods(family: str) -> list[Method]:
     """The page's optimizers with their slider grids for one function family (``"quadratic"``,
     ``"rosenbrock"``, ``"beale"``, ``"saddle"``, ``"himmelblau"``); only the rates depend on it.
@@ -363,6 +364,28 @@ class Grid(NamedTuple):
     losses: np.ndarray
 
 
+def _checked_arguments(
+    problems: Sequence[PlaygroundProblem],
+    num_steps: int,
+    start_grid: int,
+    method_keys: Sequence[str] | None,
+) -> list[str]:
+    """Check :func:`compute_grids`'s arguments; the optimizers' keys (default: all)."""
+    if not problems:
+        raise ValueError("problems: give at least one function (or None for all)")
+    for name, value in (("num_steps", num_steps), ("start_grid", start_grid)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    keys = [m.key for m in methods("quadratic")] if method_keys is None else list(method_keys)
+    unknown = sorted(set(keys) - {m.key for m in methods("quadratic")})
+    if unknown:
+        raise ValueError(
+            f"method_keys: unknown {unknown}; choose from {[m.key for m in methods('quadratic')]}"
+        )
+    return keys
+
+
+# Long for its docstring (22 of 76 lines: arguments, returns, example).
 def compute_grids(
     problems: Sequence[PlaygroundProblem] | None = None,
     num_steps: int = NUM_STEPS,
@@ -393,21 +416,11 @@ def compute_grids(
       (8, 2, 2, 6, 2)
     """
     problems = list(playground_problems() if problems is None else problems)
-    if not problems:
-        raise ValueError("problems: give at least one function (or None for all)")
-    for name, value in (("num_steps", num_steps), ("start_grid", start_grid)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    keys = _checked_arguments(problems, num_steps, start_grid, method_keys)
     losses = [p.problem.loss for p in problems]
     starts = [
         start_points(p.problem.x0, p.problem.xlim, p.problem.ylim, start_grid) for p in problems
     ]
-    keys = [m.key for m in methods("quadratic")] if method_keys is None else list(method_keys)
-    unknown = sorted(set(keys) - {m.key for m in methods("quadratic")})
-    if unknown:
-        raise ValueError(
-            f"method_keys: unknown {unknown}; choose from {[m.key for m in methods('quadratic')]}"
-        )
 
     def cases(index: int, key: str) -> tuple[Method, dict[str, jax.Array], jax.Array]:
         method = next(m for m in methods(_family(problems[index])) if m.key == key)

@@ -166,6 +166,7 @@ def _describe(
     return {"problems": entries}
 
 
+# Long for its docstring (30 of 77 lines: arguments, returns, example).
 def build(
     out_dir: str | Path,
     *,
@@ -234,18 +235,7 @@ def build(
         "library": f"jaxopt_lectures {_version()}, jax {jax.__version__}",
         "default_methods": [k for k in DEFAULT_METHODS if k in per_method] or [first.method.key],
     }
-    text = json.dumps(description, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    template = resources.files("jaxopt_lectures.playground").joinpath("template.html")
-    page = template.read_text(encoding="utf-8")
-    page = page.replace("/*__PLAYGROUND_DATA__*/", text, 1)
-    page = page.replace("__PLAYGROUND_BLOB__", packer.blob(), 1)
-    page = page.replace("__PLAYGROUND_TITLE__", html.escape("Optimizer playground"), 1)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / filename
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    path = _write_page(Path(out_dir) / filename, description, packer)
     if timings is not None:
         timings |= per_method
         timings |= {
@@ -253,6 +243,22 @@ def build(
             "page_s": time.perf_counter() - t1,
             "total_s": time.perf_counter() - t0,
         }
+    return path
+
+
+def _write_page(path: Path, description: dict[str, Any], packer: _Packer) -> Path:
+    """Fill the template with ``description`` (JSON) and the packed arrays; write it to ``path``
+    through a temporary file (its folder created if missing)."""
+    text = json.dumps(description, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    template = resources.files("jaxopt_lectures.playground").joinpath("template.html")
+    page = template.read_text(encoding="utf-8")
+    page = page.replace("/*__PLAYGROUND_DATA__*/", text, 1)
+    page = page.replace("__PLAYGROUND_BLOB__", packer.blob(), 1)
+    page = page.replace("__PLAYGROUND_TITLE__", html.escape("Optimizer playground"), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
     return path
 
 

@@ -59,6 +59,7 @@ def _fit_one(
     return saved
 
 
+# Long: one compiled program; its jitted closure reads best next to what it closes over.
 def fit_mlps(
     runs: Mapping[str, TrainRun],
     data: Dataset,

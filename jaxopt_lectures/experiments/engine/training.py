@@ -297,6 +297,7 @@ def _arrays(data: Dataset) -> tuple[jax.Array, ...]:
     )
 
 
+# Long for its docstring (24 of 61 lines: arguments, returns).
 def train(
     runs: Sequence[TrainRun],
     data: Dataset,

@@ -363,43 +363,34 @@ def _scores(
     )
 
 
-def figure(result: CurvatureResult) -> Figure:
-    """Effective step against 1/H_ii (quadratic, network); Adam's update-norm ratio and losses."""
-    plt = figures.pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(23, 5))
-    for ax, inv, step, corr, title in (
-        (
-            axes[0],
-            {m: result.quad_inv_curvature for m in METHODS},
-            result.quad_step,
-            result.quad_corr,
-            r"quadratic $\theta \cdot A \theta$",
-        ),
-        (
-            axes[1],
-            result.net_inv_curvature,
-            result.net_step,
-            result.net_corr,
-            "tanh network on digits",
-        ),
-    ):
-        for m in METHODS:
-            ax.loglog(
-                inv[m],
-                step[m],
-                "o",
-                markersize=3.5,
-                alpha=0.7,
-                color=figures.COLORS[m],
-                label=f"{m}: Spearman {corr[m]:.2f}",
-            )
-        ax.set(
-            title=f"Effective step against Newton's 1/H_ii: {title}",
-            xlabel=r"$1 / |H_{ii}|$ (Newton's step with a diagonal Hessian)",
-            ylabel=r"effective step $\eta / (G_i + \epsilon)$",
+def _step_against_curvature(
+    ax: Any,
+    inv: dict[str, np.ndarray],
+    step: dict[str, np.ndarray],
+    corr: dict[str, float],
+    title: str,
+) -> None:
+    """One method per colour: the effective step of each parameter against Newton's 1/H_ii."""
+    for m in METHODS:
+        ax.loglog(
+            inv[m],
+            step[m],
+            "o",
+            markersize=3.5,
+            alpha=0.7,
+            color=figures.COLORS[m],
+            label=f"{m}: Spearman {corr[m]:.2f}",
         )
-        ax.legend()
-    ax = axes[2]
+    ax.set(
+        title=f"Effective step against Newton's 1/H_ii: {title}",
+        xlabel=r"$1 / |H_{ii}|$ (Newton's step with a diagonal Hessian)",
+        ylabel=r"effective step $\eta / (G_i + \epsilon)$",
+    )
+    ax.legend()
+
+
+def _bias_ratio_panel(ax: Any, result: CurvatureResult) -> None:
+    """Adam's update norm without over with bias correction, measured per rate and in theory."""
     t = np.arange(1, result.bias_ratio.shape[1] + 1)
     for i, r in enumerate(result.bias_rates):
         ax.semilogx(t, result.bias_ratio[i], label=f"measured, rate {r:g}")
@@ -411,10 +402,13 @@ def figure(result: CurvatureResult) -> Figure:
         ylabel="ratio",
     )
     ax.legend()
-    ax = axes[3]
+
+
+def _bias_loss_panel(ax: Any, result: CurvatureResult, cmap: Any) -> None:
+    """The mini-batch loss (10-step mean) with and without bias correction, one colour a rate."""
     for i, r in enumerate(result.bias_rates):
         for k, style, name in ((0, "-", "with"), (1, "--", "without")):
-            c = plt.get_cmap("tab10")(i)
+            c = cmap(i)
             curve = result.bias_loss[k, i].mean(0)
             smooth = np.convolve(curve, np.ones(10) / 10, mode="valid")
             ax.semilogy(
@@ -426,6 +420,28 @@ def figure(result: CurvatureResult) -> Figure:
             )
     ax.set(title="Mini-batch loss (10-step mean)", xlabel="step", ylabel="cross-entropy")
     ax.legend(fontsize=7)
+
+
+def figure(result: CurvatureResult) -> Figure:
+    """Effective step against 1/H_ii (quadratic, network); Adam's update-norm ratio and losses."""
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(23, 5))
+    _step_against_curvature(
+        axes[0],
+        {m: result.quad_inv_curvature for m in METHODS},
+        result.quad_step,
+        result.quad_corr,
+        r"quadratic $\theta \cdot A \theta$",
+    )
+    _step_against_curvature(
+        axes[1],
+        result.net_inv_curvature,
+        result.net_step,
+        result.net_corr,
+        "tanh network on digits",
+    )
+    _bias_ratio_panel(axes[2], result)
+    _bias_loss_panel(axes[3], result, plt.get_cmap("tab10"))
     fig.suptitle(
         "AdaGrad, RMSprop, Adam as approximations of Newton's curvature scaling; Adam's "
         "bias correction"

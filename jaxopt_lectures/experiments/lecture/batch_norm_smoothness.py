@@ -209,43 +209,47 @@ def compute(config: Config, seed: int) -> BnLandscapeResult:
     )
 
 
-def figure(result: BnLandscapeResult) -> Figure:
-    """The three smoothness measures and the eigenvalues along training (bands over seeds); the
-    stuck experiment's best validation accuracy per rate."""
-    plt = figures.pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
-    colors = {"without": "#d62728", "with": "#1f77b4"}
+KIND_COLORS = {"without": "#d62728", "with": "#1f77b4"}
+
+
+def _smoothness_row(axes: Any, result: BnLandscapeResult) -> None:
+    """One panel per smoothness measure: its band over seeds along training, per kind."""
     titles = {
         "loss_range": "Loss range along the gradient (step sizes "
         f"{result.smooth_rate:g} x [1/4, 4])",
         "grad_change": "Gradient predictiveness: max ||g - g(step)||",
         "beta": "Effective beta-smoothness: max ||g - g(step)|| / ||step||",
     }
-    for ax, m in zip(axes[0], METRICS, strict=True):
+    for ax, m in zip(axes, METRICS, strict=True):
         for k in KINDS:
             figures.band(
-                ax, result.steps, result.metrics[k][m], label=f"{k} batch norm", color=colors[k]
+                ax,
+                result.steps,
+                result.metrics[k][m],
+                label=f"{k} batch norm",
+                color=KIND_COLORS[k],
             )
         ax.set_yscale("log")
         ax.set(title=titles[m], xlabel="training step")
         ax.legend()
-    for ax, values, title in (
-        (axes[1, 0], result.top_eigenvalue, r"Hessian top eigenvalue $\lambda_{max}$"),
-        (
-            axes[1, 1],
-            result.normalized_eigenvalue,
-            r"$\lambda_{max}$ x mean squared weight (scale-invariant)",
-        ),
-    ):
-        ax.set(title=title, xlabel="training step")
-        if all(np.all(np.isnan(v)) for v in values.values()):
-            ax.text(0.5, 0.5, "measured in the full run", ha="center", transform=ax.transAxes)
-            continue
-        for k in KINDS:
-            figures.band(ax, result.steps, values[k], label=f"{k} batch norm", color=colors[k])
-        ax.set_yscale("log")
-        ax.legend()
-    ax = axes[1, 2]
+
+
+def _eigenvalue_panel(
+    ax: Any, result: BnLandscapeResult, values: dict[str, np.ndarray], title: str
+) -> None:
+    """An eigenvalue's band over seeds along training, per kind (a note where not measured)."""
+    ax.set(title=title, xlabel="training step")
+    if all(np.all(np.isnan(v)) for v in values.values()):
+        ax.text(0.5, 0.5, "measured in the full run", ha="center", transform=ax.transAxes)
+        return
+    for k in KINDS:
+        figures.band(ax, result.steps, values[k], label=f"{k} batch norm", color=KIND_COLORS[k])
+    ax.set_yscale("log")
+    ax.legend()
+
+
+def _stuck_panel(ax: Any, result: BnLandscapeResult) -> None:
+    """The best validation accuracy per rate (mean, min and max over seeds), per kind."""
     for k in KINDS:
         acc = result.stuck_best_acc[k]
         ax.errorbar(
@@ -253,7 +257,7 @@ def figure(result: BnLandscapeResult) -> Figure:
             acc.mean(1),
             yerr=[acc.mean(1) - acc.min(1), acc.max(1) - acc.mean(1)],
             fmt="o-",
-            color=colors[k],
+            color=KIND_COLORS[k],
             capsize=3,
             label=f"{k} batch norm: {result.reached[k].mean():.0%} reach {result.target:.0%}",
         )
@@ -265,6 +269,24 @@ def figure(result: BnLandscapeResult) -> Figure:
         ylabel="accuracy",
     )
     ax.legend()
+
+
+def figure(result: BnLandscapeResult) -> Figure:
+    """The three smoothness measures and the eigenvalues along training (bands over seeds); the
+    stuck experiment's best validation accuracy per rate."""
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    _smoothness_row(axes[0], result)
+    _eigenvalue_panel(
+        axes[1, 0], result, result.top_eigenvalue, r"Hessian top eigenvalue $\lambda_{max}$"
+    )
+    _eigenvalue_panel(
+        axes[1, 1],
+        result,
+        result.normalized_eigenvalue,
+        r"$\lambda_{max}$ x mean squared weight (scale-invariant)",
+    )
+    _stuck_panel(axes[1, 2], result)
     fig.suptitle(
         "Batch normalization: smoothness along the training path (Santurkar et al. 2018) "
         "and getting stuck"

@@ -319,15 +319,13 @@ def compute(config: Config, seed: int) -> LandscapeResult:
     )
 
 
-def figure(result: LandscapeResult) -> Figure:
-    """Basin map; loss curves along filter-normalized directions; the two 2-D surfaces."""
-    plt = figures.pyplot()
-    panels = 4 if result.surfaces["deep"].size else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5))
-    ax = axes[0]
+DEPTH_COLORS = {"shallow": "#1f77b4", "deep": "#d62728"}
+
+
+def _basin_map(ax: Any, result: LandscapeResult, cmap: Any) -> None:
+    """The Himmelblau minimum reached from each start, with the nearest-minimum borders."""
     n = round(np.sqrt(len(result.starts)))
     side = result.starts[:n, 0]
-    cmap = plt.get_cmap("tab10", 5)
     ax.pcolormesh(side, side, result.reached.reshape(n, n) + 1, cmap=cmap, vmin=-0.5, vmax=4.5)
     ax.contour(
         side,
@@ -347,15 +345,17 @@ def figure(result: LandscapeResult) -> Figure:
         ylabel="y",
     )
     ax.legend(loc="lower left")
-    colors = {"shallow": "#1f77b4", "deep": "#d62728"}
-    ax = axes[1]
+
+
+def _direction_curves(ax: Any, result: LandscapeResult) -> None:
+    """The training loss along each filter-normalized direction, one colour per depth."""
     for name, curves in result.curves.items():
         flat = curves.reshape(-1, curves.shape[-1])
         for i, c in enumerate(flat):
             ax.plot(
                 result.alphas,
                 c,
-                color=colors[name],
+                color=DEPTH_COLORS[name],
                 alpha=0.6,
                 label=f"{name} ({result.depths[name]} hidden layers)" if i == 0 else None,
             )
@@ -366,19 +366,33 @@ def figure(result: LandscapeResult) -> Figure:
         ylabel="cross-entropy (log)",
     )
     ax.legend()
+
+
+def _surface(ax: Any, result: LandscapeResult, name: str) -> None:
+    """The log10 loss of one network on its 2-D filter-normalized slice, with its roughness."""
+    s = result.surfaces[name]
+    grid = np.linspace(result.alphas[0], result.alphas[-1], s.shape[0])
+    cs = ax.contour(grid, grid, np.log10(s), levels=20, cmap="viridis")
+    ax.clabel(cs, fontsize=7, fmt="%.1f")
+    ax.plot(0, 0, "r+", markersize=12)
+    ax.set_aspect("equal")
+    ax.set(
+        title=f"{name}: log10 loss on a 2-D filter-normalized slice\nroughness "
+        f"{result.roughness[name].mean():.2f} (1 = a single valley)",
+        xlabel=r"$\alpha$",
+        ylabel=r"$\beta$",
+    )
+
+
+def figure(result: LandscapeResult) -> Figure:
+    """Basin map; loss curves along filter-normalized directions; the two 2-D surfaces."""
+    plt = figures.pyplot()
+    panels = 4 if result.surfaces["deep"].size else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5))
+    _basin_map(axes[0], result, plt.get_cmap("tab10", 5))
+    _direction_curves(axes[1], result)
     for ax, name in zip(axes[2:], ("shallow", "deep")[: panels - 2], strict=True):
-        s = result.surfaces[name]
-        grid = np.linspace(result.alphas[0], result.alphas[-1], s.shape[0])
-        cs = ax.contour(grid, grid, np.log10(s), levels=20, cmap="viridis")
-        ax.clabel(cs, fontsize=7, fmt="%.1f")
-        ax.plot(0, 0, "r+", markersize=12)
-        ax.set_aspect("equal")
-        ax.set(
-            title=f"{name}: log10 loss on a 2-D filter-normalized slice\nroughness "
-            f"{result.roughness[name].mean():.2f} (1 = a single valley)",
-            xlabel=r"$\alpha$",
-            ylabel=r"$\beta$",
-        )
+        _surface(ax, result, name)
     fig.suptitle('"Gradient descent can only discover minima that are close to the initial values"')
     fig.tight_layout()
     return Figure("landscape.png", fig)

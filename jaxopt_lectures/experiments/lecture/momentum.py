@@ -200,16 +200,15 @@ def compute(config: Config, seed: int) -> FrictionResult:
     )
 
 
-def figure(result: FrictionResult) -> Figure:
-    """Steps to the tolerance against gamma (measured and predicted) per rate; the loss curves of
-    the best gamma against gradient descent at its best rate."""
-    plt = figures.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    ax = axes[0]
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+RATE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+
+
+def _steps_panel(ax: Any, result: FrictionResult) -> None:
+    """Steps to the tolerance against gamma per rate: measured, predicted, the theory's best
+    gamma; gradient descent at its best rate for reference."""
     cap = float(np.nanmax(np.where(np.isfinite(result.steps), result.steps, np.nan)))
     for i, rate in enumerate(result.rates):
-        c = colors[i % len(colors)]
+        c = RATE_COLORS[i % len(RATE_COLORS)]
         name = "Polyak's rate" if i == 0 else "rate"
         ax.plot(
             result.gammas,
@@ -247,18 +246,30 @@ def figure(result: FrictionResult) -> Figure:
         ylabel="steps (missing: not reached / diverged)",
     )
     ax.legend(fontsize=7, loc="upper center", ncol=2)
-    ax = axes[1]
+
+
+def _losses_panel(ax: Any, result: FrictionResult) -> None:
+    """The loss curve of each rate's best gamma against gradient descent at its best rate."""
     for i, rate in enumerate(result.rates):
         g = result.measured_best_gamma[i]
         ax.semilogy(
             result.losses_best[i],
-            color=colors[i % len(colors)],
+            color=RATE_COLORS[i % len(RATE_COLORS)],
             label=rf"momentum $\eta$={rate:.3g}, best $\gamma$={g:.2f}",
         )
     ax.semilogy(result.losses_gd, color="k", linestyle="--", label="gradient descent, best rate")
     ax.set_xlim(0, min(len(result.losses_gd) - 1, 4 * max(result.gd_steps, 1)))
     ax.set(title="Loss along the way", xlabel="step", ylabel="loss")
     ax.legend()
+
+
+def figure(result: FrictionResult) -> Figure:
+    """Steps to the tolerance against gamma (measured and predicted) per rate; the loss curves of
+    the best gamma against gradient descent at its best rate."""
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    _steps_panel(axes[0], result)
+    _losses_panel(axes[1], result)
     fig.suptitle(r"Momentum as friction on the lecture's quadratic $\theta \cdot A \theta$")
     fig.tight_layout()
     return Figure("momentum_friction.png", fig)

@@ -129,6 +129,14 @@ def _excess_curve(
     return losses
 
 
+def _lanes(settings: SgdDecaySettings, rate0: float) -> np.ndarray:
+    """The lanes ``(rate, batch size, decayed)`` of the program: every (rate, batch, constant),
+    then every (``rate0``, batch, decayed)."""
+    lanes = [(r, b, 0.0) for r in settings.rates for b in settings.batch_sizes]
+    lanes += [(rate0, b, 1.0) for b in settings.batch_sizes]
+    return np.array(lanes, np.float32)
+
+
 def compute(config: Config, seed: int) -> SgdDecayResult:
     """Run the grid and the decayed runs as one compiled program; measure the floors; ``FULL``
     settings (in quick mode ``QUICK``), random numbers from ``seed``."""
@@ -138,10 +146,7 @@ def compute(config: Config, seed: int) -> SgdDecayResult:
     b_max = max(settings.batch_sizes)
     stride = max(1, settings.num_steps // 400)
     rate0 = max(settings.rates)
-    # lanes: every (rate, batch, constant) then every (rate0, batch, decayed)
-    lanes = [(r, b, 0.0) for r in settings.rates for b in settings.batch_sizes]
-    lanes += [(rate0, b, 1.0) for b in settings.batch_sizes]
-    hyper = np.array(lanes, np.float32)
+    hyper = _lanes(settings, rate0)
 
     # NumPy draws the data and the mini-batches (the same batches for every lane of a seed):
     # random-number kernels would dominate this small program's compile time.
@@ -194,12 +199,8 @@ def compute(config: Config, seed: int) -> SgdDecayResult:
     )
 
 
-def figure(result: SgdDecayResult) -> Figure:
-    """The floor against the rate per batch size (log-log); constant against decayed curves."""
-    plt = figures.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    ax = axes[0]
-    cmap = plt.get_cmap("viridis")
+def _floor_panel(ax: Any, result: SgdDecayResult, cmap: Any) -> None:
+    """The floor against the rate per batch size (log-log), with the decayed runs' final loss."""
     nb = len(result.batch_sizes)
     for j, b in enumerate(result.batch_sizes):
         c = cmap(j / max(nb - 1, 1))
@@ -231,7 +232,11 @@ def figure(result: SgdDecayResult) -> Figure:
         ylabel=r"excess loss $L(w) - L(w^*)$ (mean of the last steps)",
     )
     ax.legend(fontsize=8)
-    ax = axes[1]
+
+
+def _curves_panel(ax: Any, result: SgdDecayResult, cmap: Any) -> None:
+    """The excess loss along training at a constant rate against the decayed rate, per batch."""
+    nb = len(result.batch_sizes)
     for j, b in enumerate(result.batch_sizes):
         c = cmap(j / max(nb - 1, 1))
         ax.loglog(
@@ -252,6 +257,15 @@ def figure(result: SgdDecayResult) -> Figure:
         title="Excess loss along training (mean over seeds)", xlabel="step", ylabel="excess loss"
     )
     ax.legend(fontsize=7, ncol=2)
+
+
+def figure(result: SgdDecayResult) -> Figure:
+    """The floor against the rate per batch size (log-log); constant against decayed curves."""
+    plt = figures.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    cmap = plt.get_cmap("viridis")
+    _floor_panel(axes[0], result, cmap)
+    _curves_panel(axes[1], result, cmap)
     fig.suptitle("SGD: a constant rate stalls at a noise floor, a decaying rate goes below it")
     fig.tight_layout()
     return Figure("sgd_decay.png", fig)
