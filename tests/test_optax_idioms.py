@@ -140,8 +140,19 @@ NOT_CONVERGED: dict[tuple[str, str, str], str] = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float32", "complex64"])
-@pytest.mark.parametrize("target", [parabola, rosenbrock], ids=["parabola", "rosenbrock"])
+# The complex Rosenbrock runs (10,000 steps each) are in the integration tier; the unit tier runs
+# complex numbers on the parabola and real numbers on both.
+@pytest.mark.parametrize(
+    ("target", "dtype"),
+    [
+        pytest.param(parabola, "float32", id="parabola-float32"),
+        pytest.param(parabola, "complex64", id="parabola-complex64"),
+        pytest.param(rosenbrock, "float32", id="rosenbrock-float32"),
+        pytest.param(
+            rosenbrock, "complex64", id="rosenbrock-complex64", marks=pytest.mark.integration
+        ),
+    ],
+)
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_optimization(name: str, target: Callable[..., Any], dtype: str) -> None:
     tx = OPTIMIZERS[name]()
@@ -285,7 +296,17 @@ def test_explicit_dtype(name: str) -> None:
 DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128"]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+# The unit tier checks one float of each width class (bfloat16, float32) and complex64; the other
+# widths join in the integration tier.
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        dtype
+        if dtype in ("bfloat16", "float32", "complex64")
+        else pytest.param(dtype, marks=pytest.mark.integration)
+        for dtype in DTYPES
+    ],
+)
 def test_state_shape_dtype_stability_under_cond(dtype: str) -> None:
     """optax's check: an update under ``lax.cond`` (whose branches must agree on types) keeps the
     parameters' dtype and the state's shapes and dtypes; every transform in one compilation."""

@@ -418,6 +418,16 @@ def test_building_block_gives_unsigned_direction(layout: Wrap, block: str) -> No
     )
 
 
+# In float64 the unit tier runs the default layout; the packed layouts join in the integration
+# tier (float32 runs them in both, and tests/test_packed.py packs float64 trees).
+FLOAT64_LAYOUTS = [
+    pytest.param("default"),
+    pytest.param("packed", marks=pytest.mark.integration),
+    pytest.param("packed-mixed", marks=pytest.mark.integration),
+]
+
+
+@pytest.mark.parametrize("layout", FLOAT64_LAYOUTS, indirect=True)
 @pytest.mark.parametrize("schedule", ["constant", "inverse_time_decay"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_alias_matches_reference_in_float64(layout: Wrap, case: str, schedule: str) -> None:

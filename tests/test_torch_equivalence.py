@@ -19,12 +19,23 @@ import pytest
 
 import jaxopt_lectures as jl
 
-if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    import torch  # CI installs it: fail, do not skip, if it is missing
-else:
-    torch = pytest.importorskip("torch")
-
 pytestmark = pytest.mark.peers
+
+# PyTorch is imported when the first test of this module runs, not when the module is collected:
+# the import takes seconds, and a process of the unit tier that runs none of these tests (pytest
+# spreads the tests over several processes) need not pay for it.
+torch: Any = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _import_torch() -> None:
+    global torch
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        import torch as module  # CI installs it: fail, do not skip, if it is missing
+    else:
+        module = pytest.importorskip("torch")
+    torch = module
+
 
 SHAPES = [(4, 3), (3,), ()]
 NUM_STEPS = 30

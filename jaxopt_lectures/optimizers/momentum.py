@@ -147,11 +147,14 @@ def momentum(
       >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
       >>> loss = lambda w: jnp.sum(jnp.array([1.0, 50.0]) * w**2)
       >>> tx = jl.momentum(learning_rate=0.01, momentum=0.9)
+      >>> @jax.jit
+      ... def step(w, state):
+      ...     updates, state = tx.update(jax.grad(loss)(w), state)
+      ...     return optax.apply_updates(w, updates), state
       >>> w = jnp.array([1.0, 1.0])
       >>> state = tx.init(w)
       >>> for _ in range(300):
-      ...     updates, state = tx.update(jax.grad(loss)(w), state)
-      ...     w = optax.apply_updates(w, updates)
+      ...     w, state = step(w, state)
       >>> float(loss(w)) < 1e-6
       True
     """
@@ -202,11 +205,14 @@ def nag(
       >>> import jax, jax.numpy as jnp, optax, jaxopt_lectures as jl
       >>> loss = lambda w: jnp.sum(jnp.array([1.0, 50.0]) * w**2)
       >>> tx = jl.nag(learning_rate=0.01, momentum=0.9)
+      >>> @jax.jit
+      ... def step(w, state):
+      ...     updates, state = tx.update(jax.grad(loss)(w), state)
+      ...     return optax.apply_updates(w, updates), state
       >>> w = jnp.array([1.0, 1.0])
       >>> state = tx.init(w)
       >>> for _ in range(300):
-      ...     updates, state = tx.update(jax.grad(loss)(w), state)
-      ...     w = optax.apply_updates(w, updates)
+      ...     w, state = step(w, state)
       >>> float(loss(w)) < 1e-6
       True
     """
