@@ -145,8 +145,8 @@ def _cut(vector: jax.Array, start: int, size: int, witness: jax.Array) -> jax.Ar
     index = (first != first).astype(np.int32)
     dtype = np.int32 if vector.size < 2**31 else np.int64
     starts = jnp.asarray(np.array([start, start, start + 1], dtype))
-    offset = jax.lax.dynamic_slice(starts, (index,), (1,))[0]
-    return jax.lax.dynamic_slice(vector, (offset,), (size,))
+    offset = jax.lax.dynamic_slice(starts, (index,), (1,), allow_negative_indices=False)[0]
+    return jax.lax.dynamic_slice(vector, (offset,), (size,), allow_negative_indices=False)
 
 
 def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
