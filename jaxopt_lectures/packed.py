@@ -131,17 +131,17 @@ def _match_layout(updates: Any, layout: Layout | None) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
-def _cut(vector: jax.Array, start: int, size: int, witness: jax.Array) -> jax.Array:
+def _cut(vector: jax.Array, start: int, size: int) -> jax.Array:
     """``vector[start:start + size]``, written so that every cut of one size compiles alike."""
     # A static slice bakes `start` into the loop XLA:CPU generates for it: each leaf's loop is
     # then a program of its own, compiled separately. Here `start` lives in a small constant
     # array, which XLA keeps out of the loop (it passes non-scalar constants as buffers), and is
     # read from it at run time, so the loops of all leaves of one size are identical and
     # compiled once. The read needs an index XLA cannot fold to a constant (a constant index
-    # would fold the read back into a static slice): 1 where the leaf's first incoming value is
-    # NaN, else 0. Entries 0 and 1 both hold `start`; entry 2 differs only so that the array is
-    # not uniform (XLA turns a uniform constant into a broadcast scalar and folds it).
-    first = jnp.ravel(witness)[0]
+    # would fold the read back into a static slice): 1 where the vector's first entry is NaN,
+    # else 0. Entries 0 and 1 both hold `start`; entry 2 differs only so that the array is not
+    # uniform (XLA turns a uniform constant into a broadcast scalar and folds it).
+    first = vector[0]
     index = (first != first).astype(np.int32)
     dtype = np.int32 if vector.size < 2**31 else np.int64
     starts = jnp.asarray(np.array([start, start, start + 1], dtype))
@@ -161,7 +161,7 @@ def _unpack(packed_tree: Packed, like: Any, max_leaf_size: int) -> Any:
             continue
         key = jnp.result_type(leaf).name
         vector, start, size = packed_tree.small[key], offsets[key], int(jnp.size(leaf))
-        piece = vector if size == vector.size else _cut(vector, start, size, leaf)
+        piece = vector if size == vector.size else _cut(vector, start, size)
         out.append(reshard_like(piece.reshape(jnp.shape(leaf)), leaf))
         offsets[key] = start + size
     return jax.tree.unflatten(treedef, out)
