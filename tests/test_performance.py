@@ -10,12 +10,13 @@ parameters and the state donated as the benchmark and the README recommend):
 - float32 arithmetic for float32 state: the upcast for bf16 emits nothing for float32;
 - per-step scalars (Adam's bias corrections) computed once per step, not once per leaf;
 - ``jl.packed``: one loop per leaf for the update and a few for the whole state, instead of one
-  per state array and leaf.
+  per state array and leaf; and the loops of leaves of one size are one program (XLA:CPU
+  generates machine code once per distinct loop, so distinct per-leaf loops cost compile time).
 
 They describe XLA:CPU's code generation, so they carry the ``xla_cpu`` marker and run only where
 JAX's default backend is the CPU (a GPU backend fuses differently). They read the compiled text
-only for patterns that survive XLA upgrades: counts of ``fusion(`` calls and of array-sized
-``convert(`` instructions, and XLA's memory analysis.
+only for patterns that survive XLA upgrades: counts of ``fusion(`` calls, of distinct fused
+computations and of array-sized ``convert(`` instructions, and XLA's memory analysis.
 """
 
 from __future__ import annotations
@@ -76,3 +77,22 @@ def test_packed_launches_one_loop_per_leaf() -> None:
 
     assert loops(jl.adam(0.01)) >= 300  # moment, second moment and parameters, per leaf
     assert loops(jl.packed(jl.adam(0.01))) <= 100 + 10  # parameters per leaf, the rest packed
+
+
+def _distinct_fused_computations(text: str) -> int:
+    """Fused computations of a compiled module that differ other than by names and metadata."""
+    bodies = re.findall(r"^%\S+ \(.*?\n\}", text, re.S | re.M)
+    normalized = {
+        re.sub(r"%[\w.\-]+", "%", re.sub(r", metadata=\{[^}]*\}", "", body.split("\n", 1)[1]))
+        for body in bodies
+    }
+    return len(normalized)
+
+
+def test_packed_loops_of_one_leaf_size_are_one_program() -> None:
+    """100 leaves of one size: the per-leaf loops of ``jl.packed`` are identical (each reads its
+    offset at run time), so the module has a handful of distinct loops, not one per leaf."""
+    params = [jnp.ones(100) for _ in range(100)]
+    text = compiled_step(jl.packed(jl.adam(0.01)), params).as_text()
+    assert text.count(" fusion(") >= 100  # one loop per leaf is there...
+    assert _distinct_fused_computations(text) <= 10  # ...as one program
