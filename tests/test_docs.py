@@ -24,6 +24,9 @@ MODULES = sorted(
 )
 
 
+# The examples are documentation, run the way the notebooks are: in the integration tier (they
+# compile a few hundred small programs, and the unit tier checks the same numbers in its tests).
+@pytest.mark.integration
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(name)
