@@ -61,6 +61,21 @@ def _seed(text: str) -> int:
     return value
 
 
+def _default_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 64], got {text!r}")
+    return value
+
+
 def _names() -> list[str]:
     from jaxopt_lectures.experiments.registry import EXPERIMENTS
 
@@ -86,6 +101,13 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="your own classification data: an .npz with arrays X (n, features) and y (n,)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=_default_jobs(),
+        help="experiments computed at once, each compiling on a core of its own; the numbers do "
+        "not depend on it (default: the usable cores, at most 4)",
+    )
     run.add_argument(
         "--no-cache",
         action="store_true",
@@ -278,7 +300,8 @@ class Invocation(NamedTuple):
 
 
 def _execute(run: Invocation) -> int:
-    """Run the selected experiments one by one, committing each record as it finishes."""
+    """Run the selected experiments, committing each record as it finishes, in order; up to
+    ``--jobs`` experiments compute at once (:class:`~jaxopt_lectures.experiments.ahead.Ahead`)."""
     from jaxopt_lectures.experiments import report
     from jaxopt_lectures.experiments.store import ResultsStore
 
@@ -297,17 +320,21 @@ def _execute(run: Invocation) -> int:
         flush=True,
     )
     failed = [] if _playground(run) else ["playground"]
+    skip = {n for n in run.selected if not run.args.force and stored.done(n, run.key, run.out)}
+    steps = _Steps(run, store, environment, [n for n in run.selected if n not in skip])
     for position, name in enumerate(run.selected, 1):
         counter = f"[{position}/{len(run.selected)}] {name}"
-        if not run.args.force and stored.done(name, run.key, run.out) is not None:
+        if name in skip:
             print(f"{counter}: already done, skipped (--force reruns)", flush=True)
             continue
         try:
-            record = _run_and_commit(run, name, store, environment)
+            record = steps.finish(name)
         except KeyboardInterrupt:
+            steps.ahead.cancel()
             _error(f"interrupted during '{name}'; finished experiments are kept in {run.out}/")
             return EXIT_INTERRUPTED
         except OSError as err:
+            steps.ahead.cancel()
             _error(
                 f"cannot write the results to {run.out / 'results.json'} "
                 f"({err.strerror or err}); the file keeps its previous content: free space or "
@@ -324,6 +351,9 @@ def _execute(run: Invocation) -> int:
         else:
             failed.append(name)
             _error(f"experiment '{name}' failed: {record.error}")
+    if steps.pending_interrupt:
+        _error(f"interrupted after the last experiment; its results are kept in {run.out}/")
+        return EXIT_INTERRUPTED
     print(
         f"Done in {time.perf_counter() - start:.1f} s: {run.out / 'report.md'}, "
         f"{run.out / 'report.html'}, {run.out / 'results.json'}"
@@ -361,36 +391,102 @@ def _playground_command(options: Sequence[str]) -> int:
         return playground_main(list(options), prog="jaxopt-lectures playground")
 
 
-def _run_and_commit(
-    run: Invocation, name: str, store: ResultsStore, environment: Mapping[str, Json]
-) -> RunRecord:
-    """Run one experiment with its figures drawn into a staging folder, and commit its record
-    (good or failed) to the store; the reports are rendered in the same step."""
-    from jaxopt_lectures.experiments import report
-    from jaxopt_lectures.experiments.api import Config
-    from jaxopt_lectures.experiments.registry import EXPERIMENTS
-    from jaxopt_lectures.experiments.runner import run_experiment
+class _Steps:
+    """The experiments of one run: computed ahead (``--jobs`` at once), then drawn and committed
+    one by one in the calling thread, with interrupts held back while a record is committed."""
 
-    experiment = EXPERIMENTS[name]
-    headings = {n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()}
-    progress_on = not run.args.no_progress and sys.stderr.isatty()
-    with store.staging() as staged:
-        bar = _progress(name, experiment.stages + 1, progress_on)
-        config = Config(run.key.mode == "quick", run.data.factory, bar.update)
-        try:
-            record = run_experiment(
-                experiment,
-                config,
-                run.key,
-                folder=staged,
-                data=run.data.description,
-                environment=environment,
-            )
-        finally:
-            bar.close()
-        return store.commit(
-            record, staged, lambda results: report.write_reports(run.out, results, headings)
+    def __init__(
+        self,
+        run: Invocation,
+        store: ResultsStore,
+        environment: Mapping[str, Json],
+        names: Sequence[str],
+    ) -> None:
+        from jaxopt_lectures.experiments.ahead import Ahead
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+        self.run, self.store, self.environment, self.names = run, store, environment, names
+        self.progress_on = not run.args.no_progress and sys.stderr.isatty()
+        self.configs: dict[str, Any] = {}
+        self.bars: dict[str, Any] = {}
+        self.pending_interrupt = False
+        self.ahead = Ahead(
+            names, self._compute, exclusive=lambda n: EXPERIMENTS[n].exclusive, jobs=run.args.jobs
         )
+
+    def _compute(self, name: str) -> Any:
+        from jaxopt_lectures.experiments.api import Config
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+        from jaxopt_lectures.experiments.runner import compute_experiment
+
+        experiment = EXPERIMENTS[name]
+        bar = self.bars[name] = _progress(name, experiment.stages + 1, self.progress_on)
+        config = Config(self.run.key.mode == "quick", self.run.data.factory, bar.update)
+        self.configs[name] = config
+        return compute_experiment(experiment, config, self.run.key.seed)
+
+    def finish(self, name: str) -> RunRecord:
+        """Wait for ``name``'s compute, draw its figures into a staging folder and commit its
+        record (good or failed) with the reports; an interrupt that comes while the record is
+        drawn and committed is raised at the next experiment."""
+        if self.pending_interrupt:
+            raise KeyboardInterrupt
+        try:
+            computed = self.ahead.result(name)
+        except KeyboardInterrupt:
+            if not self.ahead.done_soon(name, 0.5):
+                raise  # still computing: interrupted during this one
+            self.ahead.cancel()
+            computed = self.ahead.result(name)
+            self.pending_interrupt = True  # finished computing: keep it, stop after it
+        with _interrupts_held(self):
+            return self._commit(name, computed)
+
+    def _commit(self, name: str, computed: Any) -> RunRecord:
+        from jaxopt_lectures.experiments import report
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+        from jaxopt_lectures.experiments.runner import run_experiment
+
+        headings = {
+            n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()
+        }
+        with self.store.staging() as staged:
+            try:
+                record = run_experiment(
+                    EXPERIMENTS[name],
+                    self.configs[name],
+                    self.run.key,
+                    folder=staged,
+                    data=self.run.data.description,
+                    environment=self.environment,
+                    computed=computed,
+                )
+            finally:
+                self.bars[name].close()
+            out = self.run.out
+            return self.store.commit(
+                record, staged, lambda results: report.write_reports(out, results, headings)
+            )
+
+
+@contextlib.contextmanager
+def _interrupts_held(steps: _Steps) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM only set ``steps.pending_interrupt`` (raised at
+    the next experiment), so that a record is never half drawn or half committed. Only the main
+    thread can install handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        steps.pending_interrupt = True
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _list(args: argparse.Namespace) -> int:
