@@ -319,7 +319,8 @@ def _execute(run: Invocation) -> int:
         f"{len(run.selected)} experiments; data: {run.data.description})",
         flush=True,
     )
-    failed = [] if _playground(run) else ["playground"]
+    playground = _playground(run)
+    failed: list[str] = []
     skip = {n for n in run.selected if not run.args.force and stored.done(n, run.key, run.out)}
     steps = _Steps(run, store, environment, [n for n in run.selected if n not in skip])
     for position, name in enumerate(run.selected, 1):
@@ -341,19 +342,15 @@ def _execute(run: Invocation) -> int:
                 "choose another folder with --out"
             )
             return EXIT_FAILED
-        if record.ok:
-            held = sum(c.held for c in record.claims)
-            print(
-                f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
-                + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
-                flush=True,
-            )
-        else:
+        if not _print_outcome(counter, record):
             failed.append(name)
-            _error(f"experiment '{name}' failed: {record.error}")
     if steps.pending_interrupt:
         _error(f"interrupted after the last experiment; its results are kept in {run.out}/")
         return EXIT_INTERRUPTED
+    if playground():
+        steps.render_reports()  # now with the playground's link
+    else:
+        failed.append("playground")
     print(
         f"Done in {time.perf_counter() - start:.1f} s: {run.out / 'report.md'}, "
         f"{run.out / 'report.html'}, {run.out / 'results.json'}"
@@ -363,22 +360,55 @@ def _execute(run: Invocation) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _playground(run: Invocation) -> bool:
-    """Write the optimizer playground into the output folder (unless it is there and no
-    ``--force``), before the experiments so that every report rendered links it; a failure is
-    one line, and the run goes on (exit code 1 at the end)."""
+def _print_outcome(counter: str, record: RunRecord) -> bool:
+    """One line for a finished experiment (an error line for a failed one); whether it was
+    good."""
+    if not record.ok:
+        _error(f"experiment '{record.experiment}' failed: {record.error}")
+        return False
+    held = sum(c.held for c in record.claims)
+    print(
+        f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
+        + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
+        flush=True,
+    )
+    return True
+
+
+def _playground(run: Invocation) -> Callable[[], bool]:
+    """Start writing the optimizer playground into the output folder (unless it is there and no
+    ``--force``); returns a function that waits for it and says whether it worked. With
+    ``--jobs`` above 1 it is written in a thread of its own while the experiments compute (the
+    caller renders the reports once more when it is done, to link it); a failure is one line,
+    and the run goes on (exit code 1 at the end)."""
     from jaxopt_lectures.experiments.report import PLAYGROUND
 
     if not run.args.force and (run.out / PLAYGROUND).exists():
-        return True
-    try:
-        from jaxopt_lectures.playground import build
+        return lambda: True
+    outcome: list[bool] = []
 
-        build(run.out)
-    except Exception as err:  # the experiments must still run
-        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
-        return False
-    return True
+    def write() -> None:
+        try:
+            from jaxopt_lectures.playground import build
+
+            build(run.out)
+        except Exception as err:  # the experiments must still run
+            _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
+            outcome.append(False)
+            return
+        outcome.append(True)
+
+    if run.args.jobs == 1:
+        write()
+        return lambda: outcome[0]
+    thread = threading.Thread(target=write, name="playground", daemon=True)
+    thread.start()
+
+    def wait() -> bool:
+        thread.join()
+        return outcome[0]
+
+    return wait
 
 
 def _playground_command(options: Sequence[str]) -> int:
@@ -442,14 +472,26 @@ class _Steps:
         with _interrupts_held(self):
             return self._commit(name, computed)
 
-    def _commit(self, name: str, computed: Any) -> RunRecord:
+    def _render(self) -> Callable[[Any], None]:
         from jaxopt_lectures.experiments import report
         from jaxopt_lectures.experiments.registry import EXPERIMENTS
-        from jaxopt_lectures.experiments.runner import run_experiment
 
         headings = {
             n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()
         }
+        out = self.run.out
+        return lambda results: report.write_reports(out, results, headings)
+
+    def render_reports(self) -> None:
+        """Render the reports again from what ``results.json`` holds (when at least one
+        experiment ran), under the folder's lock."""
+        if self.names:
+            self.store.render(self._render())
+
+    def _commit(self, name: str, computed: Any) -> RunRecord:
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+        from jaxopt_lectures.experiments.runner import run_experiment
+
         with self.store.staging() as staged:
             try:
                 record = run_experiment(
@@ -463,10 +505,7 @@ class _Steps:
                 )
             finally:
                 self.bars[name].close()
-            out = self.run.out
-            return self.store.commit(
-                record, staged, lambda results: report.write_reports(out, results, headings)
-            )
+            return self.store.commit(record, staged, self._render())
 
 
 @contextlib.contextmanager
