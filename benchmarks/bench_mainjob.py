@@ -94,12 +94,15 @@ def child(argv: list[str], profile: str) -> int:
     return int(code)
 
 
-def run_once(quick: bool, cache: Path, out: Path) -> dict[str, Any]:
-    """One main-job run in a fresh process; its wall time and the per-experiment profile."""
+def run_once(quick: bool, cache: Path, out: Path, tree: str | None = None) -> dict[str, Any]:
+    """One main-job run in a fresh process (of the package in source tree ``tree`` when given);
+    its wall time and the per-experiment profile."""
     profile = out / "profile.json"
     argv = ["run", "--out", str(out / "results"), "--force", "--no-progress"]
     argv += ["--quick"] if quick else []
     env = dict(os.environ, JAXOPT_LECTURES_CACHE=str(cache), MPLBACKEND="Agg")
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([tree, env.get("PYTHONPATH", "")])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -162,10 +165,51 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def measure(modes: list[str], before: str | None) -> dict[str, dict[str, Any]]:
+    """Every mode cold then warm, each in a fresh process; with ``before`` (a source tree of an
+    earlier version) that version's run right before each of this one's, keyed ``"before ..."``."""
+    from _machine import load_average
+
+    versions = [("before ", before), ("", None)] if before else [("", None)]
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-mainjob-") as tmp:
+        for mode in modes:
+            for temperature in ("cold", "warm"):
+                for prefix, tree in versions:
+                    key = f"{prefix}{mode} {temperature}"
+                    cache = Path(tmp) / f"cache-{prefix.strip() or 'now'}-{mode}"
+                    out = Path(tmp) / key.replace(" ", "-")
+                    out.mkdir()
+                    load = load_average()
+                    runs[key] = run = run_once(mode == "quick", cache, out, tree)
+                    run["load_before"] = load
+                    t = run["totals"]
+                    print(
+                        f"{key}: {run['wall_s']:.1f} s (CPU {run['cpu_s']:.1f} s); backend "
+                        f"compile {t['compile_s']:.1f} s ({t['compiles']} programs), trace + lower "
+                        f"{t['trace_s'] + t['lower_s']:.1f} s, cache hits {t['hits']}; load {load}",
+                        flush=True,
+                    )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--modes", nargs="+", choices=["full", "quick"], default=["quick", "full"])
     parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="a source tree of an earlier version (e.g. from 'git worktree add'): each of its "
+        "runs is measured the same way right before this version's, in rows of its own",
+    )
+    parser.add_argument(
+        "--reuse",
+        nargs="+",
+        metavar="[LABEL=]JSON",
+        help="make the tables from the runs saved in earlier outputs of this script instead of "
+        "measuring again (a LABEL, e.g. 'before', prefixes that file's runs)",
+    )
     parser.add_argument("--child", metavar="PROFILE", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.child:
@@ -179,33 +223,43 @@ def main() -> None:
         "Main job wall time and where it goes",
         (__doc__ or "").split("\n\n")[0].strip(),
     )
-    print(f"Machine: {describe_machine()}\nLoad average at start: {load_average()}", flush=True)
+    if args.reuse:
+        runs = reuse(results, args.reuse)
+    else:
+        print(f"Machine: {describe_machine()}\nLoad average at start: {load_average()}", flush=True)
+        runs = measure(args.modes, args.before)
+    totals_table(results, runs)
+    for key in runs:
+        if key.endswith(" cold") and key.replace(" cold", " warm") in runs:
+            experiments_table(results, runs, key.removesuffix(" cold"))
+    results.save({"runs": runs}, args.json)
+
+
+def reuse(results: Any, sources: list[str]) -> dict[str, dict[str, Any]]:
+    """The runs of earlier outputs (``[LABEL=]PATH``), keyed ``"LABEL mode cache"``; the date
+    and the load at the start are the first file's."""
     runs: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-mainjob-") as tmp:
-        for mode in args.modes:
-            cache = Path(tmp) / f"cache-{mode}"
-            for temperature in ("cold", "warm"):
-                out = Path(tmp) / f"{mode}-{temperature}"
-                out.mkdir()
-                load = load_average()
-                runs[f"{mode} {temperature}"] = run = run_once(mode == "quick", cache, out)
-                run["load_before"] = load
-                t = run["totals"]
-                print(
-                    f"{mode} {temperature}: {run['wall_s']:.1f} s; backend compile "
-                    f"{t['compile_s']:.1f} s ({t['compiles']} programs), trace + lower "
-                    f"{t['trace_s'] + t['lower_s']:.1f} s, cache hits {t['hits']}; "
-                    f"load {load}",
-                    flush=True,
-                )
+    for i, source in enumerate(sources):
+        label, _, path = source.rpartition("=")
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        if i == 0:
+            results.date, results.load_before = record["date"], record["machine"]["load_before"]
+        runs |= {f"{label} {k}".strip(): v for k, v in record["raw"]["runs"].items()}
+    return runs
+
+
+def totals_table(results: Any, runs: dict[str, dict[str, Any]]) -> None:
+    """One row per run: wall, CPU, compile and the rest."""
     rows = []
     for key, run in runs.items():
         t = run["totals"]
         compile_all = t["trace_s"] + t["lower_s"] + t["compile_s"]
+        *version, mode, temperature = key.split()
         rows.append(
             [
-                key.split()[0],
-                key.split()[1],
+                version[0] if version else "now",
+                mode,
+                temperature,
                 f"{run['wall_s']:.1f} s",
                 f"{run['cpu_s']:.1f} s",
                 f"{run['import_s']:.1f} s",
@@ -220,6 +274,7 @@ def main() -> None:
     results.table(
         "Main job wall time",
         [
+            "version",
             "run",
             "cache",
             "wall",
@@ -234,51 +289,56 @@ def main() -> None:
         ],
         rows,
         notes="Fresh process per run; 'CPU time' is the user + system time of the process (all its "
-        "threads): on a busy machine it grows less than the wall time; cold = empty "
+        "threads): on a busy machine it grows less than the wall time; 'before' = the version "
+        "measured for comparison, each of its runs right before the same run of 'now'; cold = "
+        "empty "
         "compilation cache folder, warm = the same command again with the folder the cold run "
         "filled. 'XLA compile' and 'programs compiled or loaded' count every program handed to "
         "XLA, whether compiled or loaded from the cache ('cache hits'); the cache keeps only "
         "programs that took at least jax_persistent_cache_min_compile_time_secs to compile.",
     )
-    for mode in args.modes:
-        cold, warm = runs[f"{mode} cold"], runs[f"{mode} warm"]
-        warm_by_name = {e["name"]: e for e in warm["experiments"]}
-        rows = []
-        for e in cold["experiments"]:
-            w = warm_by_name.get(e["name"], {})
-            wall = e.get("wall_s")
-            rows.append(
-                [
-                    e["name"],
-                    "" if wall is None else f"{wall:.1f} s",
-                    "" if e.get("cpu_s") is None else f"{e['cpu_s']:.1f} s",
-                    f"{e['compile_s']:.1f} s ({e['compiles']})",
-                    f"{e['trace_s'] + e['lower_s']:.1f} s",
-                    "" if e.get("rest_s") is None else f"{e['rest_s']:.1f} s",
-                    "" if w.get("wall_s") is None else f"{w['wall_s']:.1f} s",
-                    f"{w.get('compile_s', 0):.1f} s ({w.get('compiles', 0)})",
-                    f"{w.get('hits', 0)}",
-                ]
-            )
-        results.table(
-            f"Per experiment, {mode} run",
+
+
+def experiments_table(results: Any, runs: dict[str, dict[str, Any]], name: str) -> None:
+    """Per experiment of run ``name`` (e.g. ``"quick"``, ``"before quick"``), cold and warm."""
+    cold, warm = runs[f"{name} cold"], runs[f"{name} warm"]
+    warm_by_name = {e["name"]: e for e in warm["experiments"]}
+    rows = []
+    for e in cold["experiments"]:
+        w = warm_by_name.get(e["name"], {})
+        wall = e.get("wall_s")
+        rows.append(
             [
-                "experiment",
-                "cold: wall",
-                "cold: CPU",
-                "cold: XLA compile (programs)",
-                "cold: trace + lower",
-                "cold: rest",
-                "warm: wall",
-                "warm: XLA compile or load (programs)",
-                "warm: cache hits",
-            ],
-            rows,
-            notes="Events charged to the experiment running when they happened; "
-            "'(setup and report)' is everything before the first and after the last experiment "
-            "(its wall time is in the table above).",
+                e["name"],
+                "" if wall is None else f"{wall:.1f} s",
+                "" if e.get("cpu_s") is None else f"{e['cpu_s']:.1f} s",
+                f"{e['compile_s']:.1f} s ({e['compiles']})",
+                f"{e['trace_s'] + e['lower_s']:.1f} s",
+                "" if e.get("rest_s") is None else f"{e['rest_s']:.1f} s",
+                "" if w.get("wall_s") is None else f"{w['wall_s']:.1f} s",
+                f"{w.get('compile_s', 0):.1f} s ({w.get('compiles', 0)})",
+                f"{w.get('hits', 0)}",
+            ]
         )
-    results.save({"runs": runs}, args.json)
+    results.table(
+        f"Per experiment, {name} run",
+        [
+            "experiment",
+            "cold: wall",
+            "cold: CPU",
+            "cold: XLA compile (programs)",
+            "cold: trace + lower",
+            "cold: rest",
+            "warm: wall",
+            "warm: XLA compile or load (programs)",
+            "warm: cache hits",
+        ],
+        rows,
+        notes="Events charged to the experiment whose completion line came next (with several "
+        "experiments computing at once, the next experiments' compiles are charged to the one "
+        "being finished, so read the totals); '(setup and report)' is everything before the "
+        "first and after the last experiment (its wall time is in the table above).",
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,19 @@ def test_seed_is_range_checked_when_parsed(
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("jobs", ["0", "-2", "65", "two"])
+def test_jobs_is_range_checked_when_parsed(
+    jobs: str, tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("alpha", "--quick", "--jobs", jobs, "--out", str(tmp_path))
+    assert exit_info.value.code == 2
+    err = one_line(capsys.readouterr().err)
+    assert "--jobs" in err
+    assert "[1, 64]" in err
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_npy_text_and_pickled_data_files_get_one_line(
     tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

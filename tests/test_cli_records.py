@@ -49,6 +49,30 @@ def test_a_run_finishing_inside_another_run_keeps_both(tmp_path: Path, fakes: An
     assert good(tmp_path, "beta")["numbers"]["value"] == 2.0
 
 
+@pytest.mark.parametrize("jobs", ["1", "3"])
+def test_experiments_computed_ahead_are_committed_in_order(
+    jobs: str,
+    tmp_path: Path,
+    fakes: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With --jobs 3 the next experiments compute while one is committed: the same records as
+    one at a time, printed in the run's order."""
+    monkeypatch.setenv("FAKE_SLEEP", "0.05")
+    FAKES["beta"].fail = True
+    names = ("alpha", "beta", "gamma", "delta")
+    assert run_cli(*names, "--quick", "--jobs", jobs, "--out", str(tmp_path)) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split()[1].rstrip(":") for line in lines] == ["alpha", "gamma", "delta"]
+    assert [good(tmp_path, n)["numbers"]["value"] for n in ("alpha", "gamma", "delta")] == [
+        1.0,
+        3.0,
+        4.0,
+    ]
+    assert "failure" in records(tmp_path)["beta"]["quick"]
+
+
 @pytest.mark.integration
 def test_two_concurrent_processes_keep_every_experiment(tmp_path: Path) -> None:
     """Two CLI processes, each running two stand-in experiments that overlap in time."""

@@ -129,7 +129,8 @@ class Experiment(Generic[R]):
     """A registered experiment: its CLI name, the lecture section it reproduces, and its parts.
 
     ``stages`` is the number of ``config.advance(1)`` calls ``compute`` makes (the progress bar
-    adds one for drawing).
+    adds one for drawing). ``exclusive`` marks an experiment whose numbers are wall-clock times:
+    the CLI computes it with no other experiment computing beside it.
     """
 
     name: str
@@ -141,3 +142,4 @@ class Experiment(Generic[R]):
     figure: Callable[[R], Figure | tuple[Figure, ...]]
     claims: Callable[[R], list[Claim]]
     summarize: Callable[[R], Summary]
+    exclusive: bool = False

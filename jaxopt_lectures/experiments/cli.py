@@ -61,6 +61,21 @@ def _seed(text: str) -> int:
     return value
 
 
+def _default_jobs() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 64], got {text!r}")
+    return value
+
+
 def _names() -> list[str]:
     from jaxopt_lectures.experiments.registry import EXPERIMENTS
 
@@ -86,6 +101,13 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="your own classification data: an .npz with arrays X (n, features) and y (n,)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=_default_jobs(),
+        help="experiments computed at once, each compiling on a core of its own; the numbers do "
+        "not depend on it (default: the usable cores, at most 4)",
+    )
     run.add_argument(
         "--no-cache",
         action="store_true",
@@ -278,7 +300,8 @@ class Invocation(NamedTuple):
 
 
 def _execute(run: Invocation) -> int:
-    """Run the selected experiments one by one, committing each record as it finishes."""
+    """Run the selected experiments, committing each record as it finishes, in order; up to
+    ``--jobs`` experiments compute at once (:class:`~jaxopt_lectures.experiments.ahead.Ahead`)."""
     from jaxopt_lectures.experiments import report
     from jaxopt_lectures.experiments.store import ResultsStore
 
@@ -296,34 +319,38 @@ def _execute(run: Invocation) -> int:
         f"{len(run.selected)} experiments; data: {run.data.description})",
         flush=True,
     )
-    failed = [] if _playground(run) else ["playground"]
+    playground = _playground(run)
+    failed: list[str] = []
+    skip = {n for n in run.selected if not run.args.force and stored.done(n, run.key, run.out)}
+    steps = _Steps(run, store, environment, [n for n in run.selected if n not in skip])
     for position, name in enumerate(run.selected, 1):
         counter = f"[{position}/{len(run.selected)}] {name}"
-        if not run.args.force and stored.done(name, run.key, run.out) is not None:
+        if name in skip:
             print(f"{counter}: already done, skipped (--force reruns)", flush=True)
             continue
         try:
-            record = _run_and_commit(run, name, store, environment)
+            record = steps.finish(name)
         except KeyboardInterrupt:
+            steps.ahead.cancel()
             _error(f"interrupted during '{name}'; finished experiments are kept in {run.out}/")
             return EXIT_INTERRUPTED
         except OSError as err:
+            steps.ahead.cancel()
             _error(
                 f"cannot write the results to {run.out / 'results.json'} "
                 f"({err.strerror or err}); the file keeps its previous content: free space or "
                 "choose another folder with --out"
             )
             return EXIT_FAILED
-        if record.ok:
-            held = sum(c.held for c in record.claims)
-            print(
-                f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
-                + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
-                flush=True,
-            )
-        else:
+        if not _print_outcome(counter, record):
             failed.append(name)
-            _error(f"experiment '{name}' failed: {record.error}")
+    if steps.pending_interrupt:
+        _error(f"interrupted after the last experiment; its results are kept in {run.out}/")
+        return EXIT_INTERRUPTED
+    if playground():
+        steps.render_reports()  # now with the playground's link
+    else:
+        failed.append("playground")
     print(
         f"Done in {time.perf_counter() - start:.1f} s: {run.out / 'report.md'}, "
         f"{run.out / 'report.html'}, {run.out / 'results.json'}"
@@ -333,22 +360,55 @@ def _execute(run: Invocation) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _playground(run: Invocation) -> bool:
-    """Write the optimizer playground into the output folder (unless it is there and no
-    ``--force``), before the experiments so that every report rendered links it; a failure is
-    one line, and the run goes on (exit code 1 at the end)."""
+def _print_outcome(counter: str, record: RunRecord) -> bool:
+    """One line for a finished experiment (an error line for a failed one); whether it was
+    good."""
+    if not record.ok:
+        _error(f"experiment '{record.experiment}' failed: {record.error}")
+        return False
+    held = sum(c.held for c in record.claims)
+    print(
+        f"{counter}: {record.wall_time_s:.1f} s, {held}/{len(record.claims)} claims held; "
+        + "; ".join(f"{k}: {v}" for k, v in record.headlines[:2]),
+        flush=True,
+    )
+    return True
+
+
+def _playground(run: Invocation) -> Callable[[], bool]:
+    """Start writing the optimizer playground into the output folder (unless it is there and no
+    ``--force``); returns a function that waits for it and says whether it worked. With
+    ``--jobs`` above 1 it is written in a thread of its own while the experiments compute (the
+    caller renders the reports once more when it is done, to link it); a failure is one line,
+    and the run goes on (exit code 1 at the end)."""
     from jaxopt_lectures.experiments.report import PLAYGROUND
 
     if not run.args.force and (run.out / PLAYGROUND).exists():
-        return True
-    try:
-        from jaxopt_lectures.playground import build
+        return lambda: True
+    outcome: list[bool] = []
 
-        build(run.out)
-    except Exception as err:  # the experiments must still run
-        _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
-        return False
-    return True
+    def write() -> None:
+        try:
+            from jaxopt_lectures.playground import build
+
+            build(run.out)
+        except Exception as err:  # the experiments must still run
+            _error(f"the optimizer playground failed: {type(err).__name__}: {err}")
+            outcome.append(False)
+            return
+        outcome.append(True)
+
+    if run.args.jobs == 1:
+        write()
+        return lambda: outcome[0]
+    thread = threading.Thread(target=write, name="playground", daemon=True)
+    thread.start()
+
+    def wait() -> bool:
+        thread.join()
+        return outcome[0]
+
+    return wait
 
 
 def _playground_command(options: Sequence[str]) -> int:
@@ -361,36 +421,111 @@ def _playground_command(options: Sequence[str]) -> int:
         return playground_main(list(options), prog="jaxopt-lectures playground")
 
 
-def _run_and_commit(
-    run: Invocation, name: str, store: ResultsStore, environment: Mapping[str, Json]
-) -> RunRecord:
-    """Run one experiment with its figures drawn into a staging folder, and commit its record
-    (good or failed) to the store; the reports are rendered in the same step."""
-    from jaxopt_lectures.experiments import report
-    from jaxopt_lectures.experiments.api import Config
-    from jaxopt_lectures.experiments.registry import EXPERIMENTS
-    from jaxopt_lectures.experiments.runner import run_experiment
+class _Steps:
+    """The experiments of one run: computed ahead (``--jobs`` at once), then drawn and committed
+    one by one in the calling thread, with interrupts held back while a record is committed."""
 
-    experiment = EXPERIMENTS[name]
-    headings = {n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()}
-    progress_on = not run.args.no_progress and sys.stderr.isatty()
-    with store.staging() as staged:
-        bar = _progress(name, experiment.stages + 1, progress_on)
-        config = Config(run.key.mode == "quick", run.data.factory, bar.update)
-        try:
-            record = run_experiment(
-                experiment,
-                config,
-                run.key,
-                folder=staged,
-                data=run.data.description,
-                environment=environment,
-            )
-        finally:
-            bar.close()
-        return store.commit(
-            record, staged, lambda results: report.write_reports(run.out, results, headings)
+    def __init__(
+        self,
+        run: Invocation,
+        store: ResultsStore,
+        environment: Mapping[str, Json],
+        names: Sequence[str],
+    ) -> None:
+        from jaxopt_lectures.experiments.ahead import Ahead
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+        self.run, self.store, self.environment, self.names = run, store, environment, names
+        self.progress_on = not run.args.no_progress and sys.stderr.isatty()
+        self.configs: dict[str, Any] = {}
+        self.bars: dict[str, Any] = {}
+        self.pending_interrupt = False
+        self.ahead = Ahead(
+            names, self._compute, exclusive=lambda n: EXPERIMENTS[n].exclusive, jobs=run.args.jobs
         )
+
+    def _compute(self, name: str) -> Any:
+        from jaxopt_lectures.experiments.api import Config
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+        from jaxopt_lectures.experiments.runner import compute_experiment
+
+        experiment = EXPERIMENTS[name]
+        bar = self.bars[name] = _progress(name, experiment.stages + 1, self.progress_on)
+        config = Config(self.run.key.mode == "quick", self.run.data.factory, bar.update)
+        self.configs[name] = config
+        return compute_experiment(experiment, config, self.run.key.seed)
+
+    def finish(self, name: str) -> RunRecord:
+        """Wait for ``name``'s compute, draw its figures into a staging folder and commit its
+        record (good or failed) with the reports; an interrupt that comes while the record is
+        drawn and committed is raised at the next experiment."""
+        if self.pending_interrupt:
+            raise KeyboardInterrupt
+        try:
+            computed = self.ahead.result(name)
+        except KeyboardInterrupt:
+            if not self.ahead.done_soon(name, 0.5):
+                raise  # still computing: interrupted during this one
+            self.ahead.cancel()
+            computed = self.ahead.result(name)
+            self.pending_interrupt = True  # finished computing: keep it, stop after it
+        with _interrupts_held(self):
+            return self._commit(name, computed)
+
+    def _render(self) -> Callable[[Any], None]:
+        from jaxopt_lectures.experiments import report
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+        headings = {
+            n: report.Heading(e.title, e.section, e.summary) for n, e in EXPERIMENTS.items()
+        }
+        out = self.run.out
+        return lambda results: report.write_reports(out, results, headings)
+
+    def render_reports(self) -> None:
+        """Render the reports again from what ``results.json`` holds (when at least one
+        experiment ran), under the folder's lock."""
+        if self.names:
+            self.store.render(self._render())
+
+    def _commit(self, name: str, computed: Any) -> RunRecord:
+        from jaxopt_lectures.experiments.registry import EXPERIMENTS
+        from jaxopt_lectures.experiments.runner import run_experiment
+
+        with self.store.staging() as staged:
+            try:
+                record = run_experiment(
+                    EXPERIMENTS[name],
+                    self.configs[name],
+                    self.run.key,
+                    folder=staged,
+                    data=self.run.data.description,
+                    environment=self.environment,
+                    computed=computed,
+                )
+            finally:
+                self.bars[name].close()
+            return self.store.commit(record, staged, self._render())
+
+
+@contextlib.contextmanager
+def _interrupts_held(steps: _Steps) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM only set ``steps.pending_interrupt`` (raised at
+    the next experiment), so that a record is never half drawn or half committed. Only the main
+    thread can install handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        steps.pending_interrupt = True
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -13,12 +13,12 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxopt_lectures.experiments.api import Config, Experiment, Figure
 from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord, jsonable
 
-__all__ = ["run_experiment", "save_figures"]
+__all__ = ["Computed", "compute_experiment", "run_experiment", "save_figures"]
 
 
 def save_figures(figures: Figure | tuple[Figure, ...], folder: Path) -> tuple[str, ...]:
@@ -36,6 +36,30 @@ def save_figures(figures: Figure | tuple[Figure, ...], folder: Path) -> tuple[st
     return tuple(names)
 
 
+class Computed(NamedTuple):
+    """What an experiment's ``compute`` gave: its result, or the error and its traceback; when
+    it started and how many seconds it took."""
+
+    result: Any
+    error: str | None
+    traceback: str
+    seconds: float
+    started_at: str
+
+
+def compute_experiment(experiment: Experiment[Any], config: Config, seed: int) -> Computed:
+    """Call ``experiment.compute(config, seed)``; an exception becomes a :class:`Computed` with
+    the error (any thread may call this: it draws nothing)."""
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    start = time.perf_counter()
+    try:
+        result = experiment.compute(config, seed)
+    except Exception as err:  # one experiment failing must not lose the others
+        error, trace = f"{type(err).__name__}: {err}", traceback.format_exc()
+        return Computed(None, error, trace, time.perf_counter() - start, started_at)
+    return Computed(result, None, "", time.perf_counter() - start, started_at)
+
+
 def run_experiment(
     experiment: Experiment[Any],
     config: Config,
@@ -44,13 +68,18 @@ def run_experiment(
     folder: Path,
     data: str,
     environment: Mapping[str, Json],
+    computed: Computed | None = None,
 ) -> RunRecord:
     """Run ``experiment`` with ``config`` and ``key.seed``; figures go into ``folder``.
 
-    Returns a good record (claims, headlines, numbers, settings, figure names, wall and compile
-    time) or a failed one (the error in one line and the traceback).
+    ``computed`` is the result of :func:`compute_experiment` when it ran already (in another
+    thread); the figures, claims and summary are made here, in the calling thread. Returns a good
+    record (claims, headlines, numbers, settings, figure names, wall and compile time; the wall
+    time is the compute's plus the drawing's) or a failed one (the error in one line and the
+    traceback).
     """
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if computed is None:
+        computed = compute_experiment(experiment, config, key.seed)
     start = time.perf_counter()
     # What every outcome shares; the failed or good record fills in the rest.
     begun = RunRecord(
@@ -58,28 +87,27 @@ def run_experiment(
         key=key,
         status="failed",
         data=data,
-        started_at=started_at,
-        finished_at=started_at,  # stamped again when the record is committed
+        started_at=computed.started_at,
+        finished_at=computed.started_at,  # stamped again when the record is committed
         wall_time_s=0.0,
         environment=environment,
     )
-    try:
-        result = experiment.compute(config, key.seed)
-        names = save_figures(experiment.figure(result), folder)
-        config.advance(1)
-        claims = experiment.claims(result)
-        summary = experiment.summarize(result)
-    except Exception as err:  # one experiment failing must not lose the others
-        return replace(
-            begun,
-            wall_time_s=time.perf_counter() - start,
-            error=f"{type(err).__name__}: {err}",
-            traceback=traceback.format_exc(),
-        )
+    error, trace, result = computed.error, computed.traceback, computed.result
+    if error is None:
+        try:
+            names = save_figures(experiment.figure(result), folder)
+            config.advance(1)
+            claims = experiment.claims(result)
+            summary = experiment.summarize(result)
+        except Exception as err:  # one experiment failing must not lose the others
+            error, trace = f"{type(err).__name__}: {err}", traceback.format_exc()
+    wall = computed.seconds + time.perf_counter() - start
+    if error is not None:
+        return replace(begun, wall_time_s=wall, error=error, traceback=trace)
     return replace(
         begun,
         status="ok",
-        wall_time_s=time.perf_counter() - start,
+        wall_time_s=wall,
         compile_time_s=sum(t.compile_s for t in result.timings),
         figures=names,
         headlines=tuple((str(k), str(v)) for k, v in summary.headlines),

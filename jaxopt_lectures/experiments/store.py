@@ -292,6 +292,12 @@ class ResultsStore:
             render(results)
         return record
 
+    def render(self, render: Callable[[Results], None]) -> None:
+        """Call ``render`` with the file's records, under the lock (to render the reports
+        again, e.g. once the optimizer playground they link is written)."""
+        with self._locked():
+            render(self._read_for_update())
+
     def _figure_moves(self, record: RunRecord, staged: Path) -> list[tuple[Path, Path]]:
         folder = self.out_dir / figure_folder(record.key.mode)
         folder.mkdir(exist_ok=True)

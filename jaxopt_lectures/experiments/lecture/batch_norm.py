@@ -47,10 +47,17 @@ COLORS = {"without": "#d62728", "with": "#1f77b4"}
 
 
 def _top_eigenvalues(
-    model: MLP, checkpoints: Any, x: jax.Array, y: jax.Array, num_iters: int, timer: Timer
+    model: MLP,
+    checkpoints: Any,
+    x: jax.Array,
+    y: jax.Array,
+    num_iters: int,
+    timer: Timer,
+    fast_compile: bool = False,
 ) -> np.ndarray:
     """The Hessian's top eigenvalue of the training-mode loss (batch statistics in batch norm) on
-    the batch ``(x, y)``, at every checkpoint (leading axes: seeds, checkpoints)."""
+    the batch ``(x, y)``, at every checkpoint (leading axes: seeds, checkpoints); ``fast_compile``
+    for a quick run (a short program: compiling is most of its time)."""
 
     def top(params: Any, bn_state: Any) -> jax.Array:
         def loss(p: Any) -> jax.Array:
@@ -61,7 +68,10 @@ def _top_eigenvalues(
             loss, params, jax.random.key(0), num_iters=num_iters
         )
 
-    return np.asarray(timed("hessian", jax.jit(jax.vmap(jax.vmap(top))), *checkpoints, timer=timer))
+    program = jax.jit(jax.vmap(jax.vmap(top)))
+    return np.asarray(
+        timed("hessian", program, *checkpoints, timer=timer, fast_compile=fast_compile)
+    )
 
 
 def _trains(h: History, chance: float) -> np.ndarray:
@@ -152,7 +162,13 @@ def compute(config: Config, seed: int) -> BatchNormResult:
     iters = config.pick(20, 10)
     lam = {
         k: _top_eigenvalues(
-            MODELS[k], jax.tree.map(lambda a: a[i1], h.checkpoints), x, y, iters, timer
+            MODELS[k],
+            jax.tree.map(lambda a: a[i1], h.checkpoints),
+            x,
+            y,
+            iters,
+            timer,
+            config.quick,
         )
         for k, h in history.items()
     }

@@ -24,10 +24,16 @@ EIGENVALUES = (1.1, 1.0, 0.9)
 
 
 def _grad_norms(
-    seeds: tuple[int, ...], x: np.ndarray, y: np.ndarray, num_classes: int, timer: Timer
+    seeds: tuple[int, ...],
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    timer: Timer,
+    fast_compile: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-layer weight-gradient norms at initialization for every activation, one row per seed
-    (layer 1 = next to the input); one compiled program, seeds ``vmap``-ed."""
+    (layer 1 = next to the input); one compiled program, seeds ``vmap``-ed (``fast_compile`` for
+    a quick run: one forward and backward pass, so compiling is nearly all of its time)."""
 
     def norms(activation: str, seed: jax.Array) -> jax.Array:
         mlp = jl.nn.MLPConfig((WIDTH,) * DEPTH, activation)
@@ -43,7 +49,8 @@ def _grad_norms(
     def all_norms(seed_arr: jax.Array) -> dict[str, jax.Array]:
         return {a: jax.vmap(lambda s, a=a: norms(a, s))(seed_arr) for a in ACTIVATIONS}
 
-    out = timed("gradient norms", all_norms, jnp.asarray(np.asarray(seeds, np.uint32)), timer=timer)
+    seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
+    out = timed("gradient norms", all_norms, seed_arr, timer=timer, fast_compile=fast_compile)
     return {a: np.asarray(v) for a, v in out.items()}
 
 
@@ -89,7 +96,7 @@ def compute(config: Config, seed: int) -> GradientsResult:
     z = np.linspace(-8, 8, 401, dtype=np.float32)
     dsig = np.asarray(jl.diagnostics.sigmoid_derivative(jnp.asarray(z)))
     config.advance(1)
-    norms = _grad_norms(run_seeds, x, y, data.num_classes, timer)
+    norms = _grad_norms(run_seeds, x, y, data.num_classes, timer, config.quick)
     config.advance(1)
     rng = np.random.default_rng(seed)
     R, _ = np.linalg.qr(rng.standard_normal((3, 3)))

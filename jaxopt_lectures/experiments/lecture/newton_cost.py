@@ -265,4 +265,5 @@ EXPERIMENT = Experiment(
     figure=figure,
     claims=claims,
     summarize=summarize,
+    exclusive=True,  # its numbers are timed steps
 )
