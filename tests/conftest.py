@@ -188,13 +188,13 @@ LAYOUTS: dict[str, Wrap] = {
 }
 
 
-# "packed-mixed" goes through both paths of ``jl.packed`` (packed vectors and leaves left as they
-# are), so the unit tier runs the default and it; the full packing joins in the integration tier,
-# which runs every test's whole grid (tests/test_packed.py runs both packed layouts everywhere).
+# The unit tier runs the default layout: tests/test_packed.py checks there, for every alias and
+# both packed layouts, that packing changes no number. The integration tier runs every test that
+# takes this fixture in every layout.
 LAYOUT_PARAMS = [
     pytest.param("default"),
     pytest.param("packed", marks=pytest.mark.integration),
-    pytest.param("packed-mixed"),
+    pytest.param("packed-mixed", marks=pytest.mark.integration),
 ]
 
 

@@ -18,8 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import scipy.optimize
-from sklearn.datasets import load_breast_cancer
 
 from jaxopt_lectures.optimizers.newton import (
     ScaleByNewtonCGState,
@@ -155,6 +153,8 @@ LAMBDA = 1e-2  # L2 strength on the weights (not the bias)
 @pytest.fixture(scope="module")
 def breast_cancer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Standardized features, labels, and the float64 minimizer by scipy's Newton-CG."""
+    from sklearn.datasets import load_breast_cancer  # imported here: seconds at collection
+
     X, y = load_breast_cancer(return_X_y=True)
     X = (X - X.mean(axis=0)) / X.std(axis=0)
     Xb = np.hstack([X, np.ones((len(y), 1))])
@@ -170,6 +170,8 @@ def breast_cancer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def hess(t: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-Xb @ t))
         return (Xb.T * (p * (1.0 - p))) @ Xb / len(y) + np.diag(reg)
+
+    import scipy.optimize
 
     result = scipy.optimize.minimize(
         value, np.zeros(Xb.shape[1]), jac=grad, hess=hess, method="Newton-CG",

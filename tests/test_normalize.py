@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import enable_x64
 from hypothesis import given, settings
-from sklearn.preprocessing import StandardScaler
 
 from jaxopt_lectures import nn
 
@@ -89,6 +88,8 @@ def test_normalized_fitted_data_has_mean_zero_and_variance_one() -> None:
 
 
 def test_the_lecture_formula_and_sklearn_standard_scaler() -> None:
+    from sklearn.preprocessing import StandardScaler  # imported here: seconds at collection
+
     rng = np.random.default_rng(4)
     train = rng.standard_normal((200, 5)) * [1.0, 2.0, 3.0, 0.5, 4.0] + [0.0, 1.0, -2.0, 3.0, 5.0]
     test = rng.standard_normal((30, 5))

@@ -19,11 +19,12 @@ import pytest
 
 import jaxopt_lectures as jl
 
-pytestmark = pytest.mark.peers
+# With the integration tier: importing PyTorch and running its optimizers takes seconds in every
+# process, and a comparison with another framework is an end-to-end check of the numbers.
+pytestmark = [pytest.mark.peers, pytest.mark.integration]
 
 # PyTorch is imported when the first test of this module runs, not when the module is collected:
-# the import takes seconds, and a process of the unit tier that runs none of these tests (pytest
-# spreads the tests over several processes) need not pay for it.
+# the import takes seconds, and a run that selects none of these tests need not pay for it.
 torch: Any = None
 
 
