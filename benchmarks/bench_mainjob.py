@@ -267,7 +267,7 @@ def totals_table(results: Any, runs: dict[str, dict[str, Any]]) -> None:
                 f"{t['compiles']}",
                 f"{t['trace_s'] + t['lower_s']:.1f} s",
                 f"{t['hits']}",
-                f"{run['wall_s'] - compile_all:.1f} s",
+                _rest(run["wall_s"] - compile_all),
                 run["load_before"],
             ]
         )
@@ -295,8 +295,15 @@ def totals_table(results: Any, runs: dict[str, dict[str, Any]]) -> None:
         "compilation cache folder, warm = the same command again with the folder the cold run "
         "filled. 'XLA compile' and 'programs compiled or loaded' count every program handed to "
         "XLA, whether compiled or loaded from the cache ('cache hits'); the cache keeps only "
-        "programs that took at least jax_persistent_cache_min_compile_time_secs to compile.",
+        "programs that took at least jax_persistent_cache_min_compile_time_secs to compile. "
+        "'rest' is the wall time minus tracing, lowering and compiling, '-' where those add up to "
+        "more than the wall time (experiments computing at once, run --jobs, overlap them).",
     )
+
+
+def _rest(seconds: float) -> str:
+    """The "rest" column: seconds, or "-" where the charged events add up to more than the wall."""
+    return f"{seconds:.1f} s" if seconds >= 0 else "-"
 
 
 def experiments_table(results: Any, runs: dict[str, dict[str, Any]], name: str) -> None:
@@ -314,7 +321,7 @@ def experiments_table(results: Any, runs: dict[str, dict[str, Any]], name: str) 
                 "" if e.get("cpu_s") is None else f"{e['cpu_s']:.1f} s",
                 f"{e['compile_s']:.1f} s ({e['compiles']})",
                 f"{e['trace_s'] + e['lower_s']:.1f} s",
-                "" if e.get("rest_s") is None else f"{e['rest_s']:.1f} s",
+                "" if e.get("rest_s") is None else _rest(e["rest_s"]),
                 "" if w.get("wall_s") is None else f"{w['wall_s']:.1f} s",
                 f"{w.get('compile_s', 0):.1f} s ({w.get('compiles', 0)})",
                 f"{w.get('hits', 0)}",
@@ -337,7 +344,8 @@ def experiments_table(results: Any, runs: dict[str, dict[str, Any]], name: str) 
         notes="Events charged to the experiment whose completion line came next (with several "
         "experiments computing at once, the next experiments' compiles are charged to the one "
         "being finished, so read the totals); '(setup and report)' is everything before the "
-        "first and after the last experiment (its wall time is in the table above).",
+        "first and after the last experiment (its wall time is in the table above); 'rest' is '-' "
+        "where the events charged to an experiment add up to more than its wall time.",
     )
 
 
