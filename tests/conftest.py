@@ -48,7 +48,8 @@ MAX_WORKERS = 4
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per usable core, at most :data:`MAX_WORKERS` (each worker starts
     its own JAX, and the unit tier gains little from more)."""
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, usable or 1))
 
 
 QUICK_COMPILES = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
@@ -59,10 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     CPU backend with XLA:CPU's quicker compile options, :data:`QUICK_COMPILES`; every other
     selection keeps XLA's defaults.
 
-    The unit tier compiles about two thousand small programs (every optimizer, layout and dtype it
-    checks), and compiling is most of its time: its older loop emitters without LLVM's optimizer
-    compile such a program two to three times as fast and run large arrays slower, which no unit
-    test measures. Every number a test compares is computed in the same process, so both sides
+    The unit tier compiles well over a thousand small programs (every optimizer, option and dtype
+    it checks), and compiling is most of its time. XLA:CPU's older loop emitters, without LLVM's
+    optimizer, compile such a program two to three times as fast and run large arrays slower,
+    which no unit test measures. Every number a test compares is computed in the same process, so both sides
     (the library, optax, the references run through JAX) are compiled alike. ``XLA_FLAGS`` is read
     once, when the backend starts, and is restored right after, so child processes and the
     integration tier (command line, notebooks, several processes) run with XLA's defaults.
