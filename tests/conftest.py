@@ -63,10 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
     The unit tier compiles well over a thousand small programs (every optimizer, option and dtype
     it checks), and compiling is most of its time. XLA:CPU's older loop emitters, without LLVM's
     optimizer, compile such a program two to three times as fast and run large arrays slower,
-    which no unit test measures. Every number a test compares is computed in the same process, so both sides
-    (the library, optax, the references run through JAX) are compiled alike. ``XLA_FLAGS`` is read
-    once, when the backend starts, and is restored right after, so child processes and the
-    integration tier (command line, notebooks, several processes) run with XLA's defaults.
+    which no unit test measures. Every number a test compares is computed in the same process,
+    so both sides (the library, optax, the references run through JAX) are compiled alike.
+    ``XLA_FLAGS`` is read once, when the backend starts, and is restored right after, so child
+    processes and the integration tier (command line, notebooks, several processes) run with
+    XLA's defaults.
     ``JAXOPT_LECTURES_TEST_XLA_DEFAULTS=1`` keeps the defaults in the unit tier too."""
     if not _unit_tier(config) or os.environ.get("JAXOPT_LECTURES_TEST_XLA_DEFAULTS", "") not in (
         "",
