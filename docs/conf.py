@@ -67,7 +67,7 @@ nitpick_ignore_regex = [
     # names), and the typing module's stand-in for a forward reference.
     (
         r"py:.*",
-        r"(jaxopt_lectures\.experiments(\.\w+)*\.)?(OptimizerFactory|LossFn|K|R|Key)",
+        r"(jaxopt_lectures\.experiments(\.\w+)*\.)?(OptimizerFactory|LossFn|K|R|T|Key)",
     ),
     (r"py:.*", r"TypeAliasForwardRef"),
 ]
