@@ -52,7 +52,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(MAX_WORKERS, usable or 1))
 
 
-QUICK_COMPILES = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+QUICK_COMPILES = (
+    "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+    " --xla_cpu_parallel_codegen_split_count=1"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,7 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
     The unit tier compiles well over a thousand small programs (every optimizer, option and dtype
     it checks), and compiling is most of its time. XLA:CPU's older loop emitters, without LLVM's
     optimizer, compile such a program two to three times as fast and run large arrays slower,
-    which no unit test measures. Every number a test compares is computed in the same process,
+    which no unit test measures; generating each program's machine code in one piece, rather
+    than split for several threads, saves about a fifth more on programs this small.
+    Every number a test compares is computed in the same process,
     so both sides (the library, optax, the references run through JAX) are compiled alike.
     ``XLA_FLAGS`` is read once, when the backend starts, and is restored right after, so child
     processes and the integration tier (command line, notebooks, several processes) run with
@@ -83,6 +88,15 @@ def pytest_configure(config: pytest.Config) -> None:
             del os.environ["XLA_FLAGS"]
         else:
             os.environ["XLA_FLAGS"] = previous
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip the marked tests when an optional package is missing, found without importing it:
+    ``pytest.importorskip`` at module level would import scikit-learn (about a second, with
+    SciPy) or orbax while the tests are collected, in every run and every worker, even where
+    the module's tests are deselected."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
 
 
 # PyTorch is a test-time peer (CI installs its CPU build): without it the comparison module is not

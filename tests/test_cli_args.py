@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import needs
 from fake_experiments import one_line, run_cli
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("sklearn")
-pytest.importorskip("tqdm")
+pytestmark = needs("matplotlib", "sklearn", "tqdm")  # the experiments extra
 
 
 # ------------------------------------------------------------------------------------------------

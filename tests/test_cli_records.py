@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import needs
 from fake_experiments import FAKES, one_line, run_cli
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("sklearn")
-pytest.importorskip("tqdm")
+pytestmark = needs("matplotlib", "sklearn", "tqdm")  # the experiments extra
 
 
 def records(out: Path) -> dict[str, Any]:

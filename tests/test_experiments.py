@@ -15,10 +15,7 @@ from typing import Any
 import chex
 import numpy as np
 import pytest
-
-pytest.importorskip("matplotlib")
-pytest.importorskip("sklearn")
-pytest.importorskip("tqdm")
+from conftest import needs
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.__main__ import main
@@ -26,6 +23,8 @@ from jaxopt_lectures.experiments import engine
 from jaxopt_lectures.experiments.data import digits, make_dataset
 from jaxopt_lectures.experiments.problems import PROBLEMS, quadratic
 from jaxopt_lectures.experiments.registry import EXPERIMENTS
+
+pytestmark = needs("matplotlib", "sklearn", "tqdm")  # the experiments extra
 
 
 def record(results: dict[str, Any], name: str, mode: str = "quick") -> dict[str, Any]:

@@ -12,14 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import needs
 
 import jaxopt_lectures as jl
-
-pytest.importorskip("orbax.checkpoint")
 from jaxopt_lectures import checkpoint
 
 # orbax's first save starts its thread pools and tensorstore: several seconds on 2 cores.
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs("orbax")]
 
 
 def test_round_trip_is_exact_and_keeps_named_tuples_in_order(tmp_path: Path) -> None:
