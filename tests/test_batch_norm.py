@@ -16,15 +16,19 @@ NUM_FEATURES = 5
 batch_norm = jax.jit(
     nn.batch_norm, static_argnames=("training", "decay", "eps", "axis_name", "allow_single_example")
 )
+batch_norm_init = jax.jit(nn.batch_norm_init, static_argnums=(0, 1))
 
 
 def batches(seed: int, num: int, offset: float = 3.0) -> list[np.ndarray]:
-    """float64 batches of varying sizes, with a per-feature offset and spread."""
+    """float64 batches of varying sizes, with a per-feature offset and spread.
+
+    The sizes (2 to 16 examples) come from a short list, so that a jitted step compiles a few
+    shapes only."""
     rng = np.random.default_rng(seed)
     loc = offset * rng.standard_normal(NUM_FEATURES)
     spread = rng.uniform(0.5, 2.0, NUM_FEATURES)
     return [
-        loc + spread * rng.standard_normal((int(rng.integers(2, 17)), NUM_FEATURES))
+        loc + spread * rng.standard_normal((int(rng.choice([2, 7, 16])), NUM_FEATURES))
         for _ in range(num)
     ]
 
@@ -51,8 +55,8 @@ def lecture_reference(
 def random_params(seed: int, dtype: jnp.dtype) -> nn.BatchNormParams:
     rng = np.random.default_rng(seed)
     return nn.BatchNormParams(
-        scale=jnp.asarray(rng.uniform(0.5, 2.0, NUM_FEATURES), dtype),
-        bias=jnp.asarray(rng.standard_normal(NUM_FEATURES), dtype),
+        scale=rng.uniform(0.5, 2.0, NUM_FEATURES).astype(dtype),
+        bias=rng.standard_normal(NUM_FEATURES).astype(dtype),
     )
 
 
@@ -64,12 +68,12 @@ def test_state_follows_the_lecture_recursion_batch_after_batch() -> None:
     xs = batches(0, 12)
     with enable_x64():
         params = random_params(1, jnp.float64)
-        _, state = nn.batch_norm_init(NUM_FEATURES, jnp.float64)
+        _, state = batch_norm_init(NUM_FEATURES, jnp.float64)
         step = jax.jit(lambda s, x: batch_norm(params, s, x, training=True, decay=decay))
         for t, (x, (ma_mu, ma_var, x_hat)) in enumerate(
             zip(xs, lecture_reference(xs, decay), strict=True), start=1
         ):
-            y, state = step(state, jnp.asarray(x))
+            y, state = step(state, x)
             assert int(state.count) == t
             np.testing.assert_allclose(state.mean, ma_mu, rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(state.var, ma_var, rtol=1e-12, atol=1e-12)
@@ -77,8 +81,12 @@ def test_state_follows_the_lecture_recursion_batch_after_batch() -> None:
             np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
             if t == 1:  # MA(1) is a copy of the first batch's statistics: whatever the
                 # initial averages hold, they get no weight (no zero-initialization bias).
-                garbage = state._replace(count=jnp.zeros([], jnp.int32), mean=state.mean + 1e6)
-                _, again = step(garbage._replace(var=state.var * 1e6), jnp.asarray(x))
+                garbage = state._replace(
+                    count=np.zeros([], np.int32),
+                    mean=np.asarray(state.mean) + 1e6,
+                    var=np.asarray(state.var) * 1e6,
+                )
+                _, again = step(garbage, x)
                 np.testing.assert_array_equal(again.mean, state.mean)
                 np.testing.assert_array_equal(again.var, state.var)
 
@@ -87,17 +95,17 @@ def test_inference_uses_the_moving_averages() -> None:
     xs = batches(2, 4)
     with enable_x64():
         params = random_params(3, jnp.float64)
-        _, state = nn.batch_norm_init(NUM_FEATURES, jnp.float64)
+        _, state = batch_norm_init(NUM_FEATURES, jnp.float64)
         for x in xs:
-            _, state = batch_norm(params, state, jnp.asarray(x), training=True)
+            _, state = batch_norm(params, state, x, training=True)
         x_test = np.random.default_rng(4).standard_normal((7, NUM_FEATURES))
-        y, after = batch_norm(params, state, jnp.asarray(x_test), training=False, eps=1e-3)
+        y, after = batch_norm(params, state, x_test, training=False, eps=1e-3)
         expected = (x_test - np.asarray(state.mean)) / np.sqrt(np.asarray(state.var) + 1e-3)
         expected = expected * np.asarray(params.scale) + np.asarray(params.bias)
         np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
         jax.tree.map(np.testing.assert_array_equal, after, state)  # inference keeps the state
         # One example at a time gives the same numbers (inference is per example).
-        y0, _ = batch_norm(params, state, jnp.asarray(x_test[0]), training=False, eps=1e-3)
+        y0, _ = batch_norm(params, state, x_test[0], training=False, eps=1e-3)
         np.testing.assert_allclose(y0, expected[0], rtol=1e-12, atol=1e-12)
 
 
@@ -106,9 +114,9 @@ def test_gradients_match_finite_differences_and_state_is_stop_gradient() -> None
     x0 = 2.0 + rng.standard_normal((6, 3))
     weights = rng.standard_normal((6, 3))
     with enable_x64():
-        params, state = nn.batch_norm_init(3, jnp.float64)
+        params, state = batch_norm_init(3, jnp.float64)
         params = nn.BatchNormParams(
-            scale=jnp.asarray([0.5, 1.5, -1.0]), bias=jnp.asarray([0.1, 0.0, -0.3])
+            scale=np.array([0.5, 1.5, -1.0]), bias=np.array([0.1, 0.0, -0.3])
         )
 
         def loss(flat: jax.Array) -> jax.Array:
@@ -116,7 +124,7 @@ def test_gradients_match_finite_differences_and_state_is_stop_gradient() -> None
             y, _ = batch_norm(nn.BatchNormParams(scale, bias), state, x, training=True)
             return jnp.sum(jnp.sin(y) * weights)
 
-        flat = jnp.concatenate([jnp.ravel(x0), params.scale, params.bias])
+        flat = np.concatenate([np.ravel(x0), params.scale, params.bias])
         grad = jax.jit(jax.grad(loss))(flat)
         f = jax.jit(loss)
         h = 1e-6
@@ -131,7 +139,7 @@ def test_gradients_match_finite_differences_and_state_is_stop_gradient() -> None
             _, new = batch_norm(params, state, x, training=True)
             return jnp.sum(new.mean) + jnp.sum(new.var)
 
-        np.testing.assert_array_equal(jax.grad(state_sum)(jnp.asarray(x0)), 0.0)
+        np.testing.assert_array_equal(jax.jit(jax.grad(state_sum))(x0), 0.0)
 
 
 # --- flax's BatchNorm: momentum = decay, the same recursion after the first batch ---------------
@@ -141,7 +149,7 @@ def test_matches_flax_batch_norm_with_momentum_equal_to_decay() -> None:
     import flax.linen as fnn
 
     decay, eps = 0.7, 1e-3
-    xs = [jnp.asarray(x, jnp.float32) for x in batches(6, 5)]
+    xs = [x.astype(np.float32) for x in batches(6, 5)]
     # use_fast_variance=False: flax's default computes E[x^2] - E[x]^2 (see the float32 test).
     module = fnn.BatchNorm(
         use_running_average=False, momentum=decay, epsilon=eps, use_fast_variance=False
@@ -155,7 +163,7 @@ def test_matches_flax_batch_norm_with_momentum_equal_to_decay() -> None:
             {"params": variables["params"], "batch_stats": stats}, x, mutable=["batch_stats"]
         )
     )
-    params, state = nn.batch_norm_init(NUM_FEATURES)
+    params, state = batch_norm_init(NUM_FEATURES)
     for t, x in enumerate(xs, start=1):
         y_flax, updates = flax_step(batch_stats, x)
         batch_stats = updates["batch_stats"]
@@ -183,7 +191,7 @@ def test_matches_flax_batch_norm_with_momentum_equal_to_decay() -> None:
     # lands on flax's next state.
     x = xs[0]
     synced = nn.BatchNormState(
-        count=jnp.ones([], jnp.int32), mean=batch_stats["mean"], var=batch_stats["var"]
+        count=np.ones([], np.int32), mean=batch_stats["mean"], var=batch_stats["var"]
     )
     _, ours = batch_norm(params, synced, x, training=True, decay=decay, eps=eps)
     _, updates = flax_step(batch_stats, x)
@@ -195,12 +203,12 @@ def test_float32_statistics_survive_a_large_mean() -> None:
     # mean 1e4, std 1: E[x^2] - E[x]^2 in float32 subtracts two numbers near 1e8 (ulp 8).
     rng = np.random.default_rng(7)
     x64 = 1e4 + rng.standard_normal((256, NUM_FEATURES))
-    x = jnp.asarray(x64, jnp.float32)
-    true_var = np.asarray(x, np.float64).var(axis=0)
-    x32 = np.asarray(x)
+    x = x64.astype(np.float32)
+    true_var = x.astype(np.float64).var(axis=0)
+    x32 = x
     naive = np.mean(x32 * x32, axis=0) - np.mean(x32, axis=0) ** 2  # float32 throughout
     assert np.max(np.abs(np.asarray(naive) / true_var - 1)) > 0.1  # the data is a real trap
-    params, state = nn.batch_norm_init(NUM_FEATURES)
+    params, state = batch_norm_init(NUM_FEATURES)
     y, state = batch_norm(params, state, x, training=True)
     np.testing.assert_allclose(state.var, true_var, rtol=1e-4)
     np.testing.assert_allclose(
@@ -213,7 +221,7 @@ def test_float32_statistics_survive_a_large_mean() -> None:
 
 def test_inputs_with_extra_axes_reduce_over_all_but_the_last() -> None:
     x = np.asarray(np.random.default_rng(8).standard_normal((4, 3, 2, NUM_FEATURES)), np.float32)
-    params, state = nn.batch_norm_init(NUM_FEATURES)
+    params, state = batch_norm_init(NUM_FEATURES)
     y, s = batch_norm(params, state, x, training=True)
     y_flat, s_flat = batch_norm(params, state, x.reshape(-1, NUM_FEATURES), training=True)
     np.testing.assert_allclose(y.reshape(-1, NUM_FEATURES), y_flat, rtol=1e-6, atol=1e-6)
@@ -222,8 +230,8 @@ def test_inputs_with_extra_axes_reduce_over_all_but_the_last() -> None:
 
 
 def test_a_batch_of_one_raises_unless_allowed() -> None:
-    params, state = nn.batch_norm_init(3)
-    one = jnp.array([[1.0, 2.0, 3.0]])
+    params, state = batch_norm_init(3)
+    one = np.array([[1.0, 2.0, 3.0]], np.float32)
     with pytest.raises(ValueError, match="one value per feature"):
         batch_norm(params, state, one, training=True)
     with pytest.raises(ValueError, match="one value per feature"):
@@ -232,7 +240,7 @@ def test_a_batch_of_one_raises_unless_allowed() -> None:
     np.testing.assert_array_equal(y, 0.0)  # x - mu_B = 0: the output is beta
     np.testing.assert_array_equal(new.mean, one[0])
     # Two spatial positions of one image are two values per feature, as in PyTorch.
-    batch_norm(params, state, jnp.ones((1, 2, 3)), training=True)
+    batch_norm(params, state, np.ones((1, 2, 3), np.float32), training=True)
 
 
 @pytest.mark.parametrize(
@@ -247,18 +255,18 @@ def test_a_batch_of_one_raises_unless_allowed() -> None:
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict, name: str) -> None:
-    params, state = nn.batch_norm_init(3)
+    params, state = batch_norm_init(3)
     arguments = {"training": True, **kwargs}
     with pytest.raises(ValueError, match=name):
-        batch_norm(params, state, jnp.ones((4, 3)), **arguments)
+        batch_norm(params, state, np.ones((4, 3), np.float32), **arguments)
 
 
 def test_shape_errors_are_clear() -> None:
-    params, state = nn.batch_norm_init(3)
+    params, state = batch_norm_init(3)
     with pytest.raises(ValueError, match=r"expected \(batch, ..., 3\)"):
-        batch_norm(params, state, jnp.ones((4, 2)), training=True)
+        batch_norm(params, state, np.ones((4, 2), np.float32), training=True)
     with pytest.raises(ValueError, match="expected"):
-        batch_norm(params, state, jnp.ones(3), training=True)  # no batch axis
+        batch_norm(params, state, np.ones(3, np.float32), training=True)  # no batch axis
     with pytest.raises(ValueError, match="num_features"):
         nn.batch_norm_init(0)
 
@@ -266,7 +274,7 @@ def test_shape_errors_are_clear() -> None:
 def test_jit_and_vmap_over_an_ensemble() -> None:
     rng = np.random.default_rng(9)
     xs = np.asarray(2 + rng.standard_normal((3, 8, NUM_FEATURES)), np.float32)
-    params, state = jax.vmap(lambda _: nn.batch_norm_init(NUM_FEATURES))(np.arange(3))
+    params, state = jax.jit(jax.vmap(lambda _: nn.batch_norm_init(NUM_FEATURES)))(np.arange(3))
     params = params._replace(scale=np.arange(1.0, 4.0, dtype=np.float32)[:, None] * np.ones(5))
 
     @jax.jit
@@ -275,7 +283,7 @@ def test_jit_and_vmap_over_an_ensemble() -> None:
         y_eval, _ = batch_norm(p, s, x, training=False)
         return y, s, y_eval
 
-    ys, states, evals = jax.vmap(step)(params, state, xs)
+    ys, states, evals = jax.tree.map(np.asarray, jax.vmap(step)(params, state, xs))
     for i in range(3):
         member = jax.tree.map(lambda a, i=i: np.asarray(a)[i], (params, state, xs))
         y, s, y_eval = step(*member)
@@ -286,8 +294,8 @@ def test_jit_and_vmap_over_an_ensemble() -> None:
 
 
 def test_low_precision_inputs_keep_their_dtype() -> None:
-    params, state = nn.batch_norm_init(NUM_FEATURES)
-    x = jnp.asarray(100 + np.random.default_rng(10).standard_normal((32, 5)), jnp.bfloat16)
+    params, state = batch_norm_init(NUM_FEATURES)
+    x = (100 + np.random.default_rng(10).standard_normal((32, 5))).astype(jnp.bfloat16)
     y, new = batch_norm(params, state, x, training=True)
     assert y.dtype == jnp.bfloat16
     assert new.mean.dtype == new.var.dtype == jnp.float32

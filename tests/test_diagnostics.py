@@ -99,11 +99,12 @@ def test_per_layer_grad_norms_are_the_norms_of_each_layers_gradient() -> None:
 
 def test_the_sigmoid_derivative_is_at_most_one_quarter() -> None:
     x = np.linspace(-20.0, 20.0, 4001)
-    d = diagnostics.sigmoid_derivative(jnp.asarray(x, jnp.float32))
+    d = np.asarray(jax.jit(diagnostics.sigmoid_derivative)(x.astype(np.float32)))
+    assert d.dtype == np.float32
     exact = np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))) ** 2  # float64, no cancellation
     np.testing.assert_allclose(d, exact, rtol=1e-5)  # accurate in the saturated tails too
     assert float(d.max()) == diagnostics.sigmoid_derivative_bound() == 0.25
-    assert x[int(jnp.argmax(d))] == 0.0
+    assert x[int(np.argmax(d))] == 0.0
     assert diagnostics.sigmoid_derivative_bound(3) == 0.25**3
     with pytest.raises(ValueError, match="num_layers"):
         diagnostics.sigmoid_derivative_bound(-1)
@@ -121,10 +122,18 @@ def test_deep_linear_network_layers_equal_the_eigen_expansion() -> None:
     lam = [1.2, 0.9, 0.5]
     W, E = symmetric_matrix(lam)
     x = np.array([0.3, -1.0, 2.0])
+
+    @jax.jit(static_argnums=2)
+    def both_methods(W: jax.Array, x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+        """Layer by layer and by the eigen expansion, for a Python int depth."""
+        return (
+            diagnostics.deep_linear_network(W, x, k),
+            diagnostics.deep_linear_network(W, x, k, method="eigen"),
+        )
+
     with enable_x64():
         for k in [0, 1, 5, 20]:
-            direct = diagnostics.deep_linear_network(W, x, k)
-            eigen = diagnostics.deep_linear_network(W, x, k, method="eigen")
+            direct, eigen = both_methods(W, x, k)
             np.testing.assert_allclose(direct, np.linalg.matrix_power(W, k) @ x, rtol=1e-12)
             scale = np.linalg.norm(direct)
             np.testing.assert_allclose(eigen, direct, rtol=1e-10, atol=1e-12 * scale)
@@ -156,7 +165,8 @@ def test_output_and_gradient_scale_as_lambda_to_the_k(top: float, trend: str) ->
         both = jax.jit(jax.vmap(lambda k: (out(jnp.asarray(x), k), jax.jacfwd(out)(x, k))))
         outputs, grads = (np.asarray(a) for a in both(jnp.asarray(depths)))
         # Reverse mode with a Python int depth gives the same gradient.
-        np.testing.assert_allclose(jax.grad(out)(jnp.asarray(x), 30), grads[-1], rtol=1e-12)
+        reverse = jax.jit(jax.grad(out), static_argnums=1)(x, 30)
+        np.testing.assert_allclose(reverse, grads[-1], rtol=1e-12)
     # d(w . W^k x)/dx = (W^T)^k w = sum_i lambda_i^k (e_i . w) e_i: exactly lambda_1^k along e_1 ...
     np.testing.assert_allclose(grads @ E[:, 0], top**depths * (E[:, 0] @ readout), rtol=1e-10)
     # ... and the whole gradient and output grow or shrink by lambda_1 per layer once it dominates.
@@ -171,11 +181,11 @@ def test_output_and_gradient_scale_as_lambda_to_the_k(top: float, trend: str) ->
 
 def test_deep_linear_network_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="square"):
-        diagnostics.deep_linear_network(jnp.ones((2, 3)), jnp.ones(3), 2)
+        diagnostics.deep_linear_network(np.ones((2, 3)), np.ones(3), 2)
     with pytest.raises(ValueError, match="k must"):
-        diagnostics.deep_linear_network(jnp.eye(2), jnp.ones(2), -1)
+        diagnostics.deep_linear_network(np.eye(2), np.ones(2), -1)
     with pytest.raises(ValueError, match="method"):
-        diagnostics.deep_linear_network(jnp.eye(2), jnp.ones(2), 2, method="svd")
+        diagnostics.deep_linear_network(np.eye(2), np.ones(2), 2, method="svd")
 
 
 # --- the Hessian's top eigenvalue by power iteration ----------------------------------------------
@@ -185,9 +195,9 @@ def test_power_iteration_agrees_with_the_dense_hessian() -> None:
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((32, 4)), rng.integers(0, 3, 32)
     with enable_x64():
-        params, state = nn.mlp_init(
-            jax.random.key(3), [4, 6, 3], activation="tanh", dtype=jnp.float64
-        )
+        params, state = jax.jit(
+            lambda key: nn.mlp_init(key, [4, 6, 3], activation="tanh", dtype=jnp.float64)
+        )(jax.random.key(3))
 
         def loss(params: list, x: jax.Array, y: jax.Array) -> jax.Array:
             logits, _ = nn.mlp_apply(params, state, x, activation="tanh", training=True)
@@ -209,13 +219,14 @@ def test_power_iteration_agrees_with_the_dense_hessian() -> None:
 
 
 def test_power_iteration_returns_the_largest_magnitude_with_its_sign() -> None:
-    curvatures = jnp.array([1.0, -3.0, 2.0])  # a saddle whose sharpest direction curves down
+    curvatures = np.array([1.0, -3.0, 2.0], np.float32)  # a saddle: the sharpest curves down
 
     def loss(w: dict) -> jax.Array:
         return 0.5 * jnp.sum(curvatures * w["a"] ** 2) + 0.25 * w["b"] ** 2
 
-    params = {"a": jnp.ones(3), "b": jnp.ones(())}
-    found = diagnostics.hessian_top_eigenvalue(loss, params, jax.random.key(0), num_iters=100)
+    params = {"a": np.ones(3, np.float32), "b": np.ones((), np.float32)}
+    top = jax.jit(lambda key: diagnostics.hessian_top_eigenvalue(loss, params, key, num_iters=100))
+    found = top(jax.random.key(0))
     np.testing.assert_allclose(found, -3.0, rtol=1e-5)
     with pytest.raises(ValueError, match="num_iters"):
         diagnostics.hessian_top_eigenvalue(loss, params, jax.random.key(0), num_iters=0)

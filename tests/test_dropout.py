@@ -19,7 +19,7 @@ N = 400_000  # entries per statistical test
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_keep_rate_and_mean_within_five_binomial_sigmas(rate: float) -> None:
     keep = 1 - rate
-    y = np.asarray(dropout(jax.random.key(0), jnp.ones(N), rate, training=True))
+    y = np.asarray(dropout(jax.random.key(0), np.ones(N, np.float32), rate, training=True))
     kept = y != 0
     # The number kept is Binomial(N, keep): its fraction has std sqrt(keep (1 - keep) / N).
     assert abs(kept.mean() - keep) < 5 * math.sqrt(keep * (1 - keep) / N)
@@ -30,7 +30,7 @@ def test_keep_rate_and_mean_within_five_binomial_sigmas(rate: float) -> None:
 
 
 def test_same_key_same_mask_new_key_new_mask() -> None:
-    x = jnp.arange(1.0, 1001.0)
+    x = np.arange(1.0, 1001.0, dtype=np.float32)
     a = dropout(jax.random.key(1), x, 0.3, training=True)
     b = dropout(jax.random.key(1), x, 0.3, training=True)
     c = dropout(jax.random.key(2), x, 0.3, training=True)
@@ -42,26 +42,26 @@ def test_same_key_same_mask_new_key_new_mask() -> None:
 
 
 def test_identity_when_not_training_or_rate_zero() -> None:
-    x = jnp.asarray(np.random.default_rng(3).standard_normal((7, 5)), jnp.float32)
+    x = jax.device_put(np.random.default_rng(3).standard_normal((7, 5)).astype(np.float32))
     assert nn.dropout(jax.random.key(4), x, 0.0, training=True) is x
     assert nn.dropout(jax.random.key(4), x, 0.5, training=False) is x
     # A traced rate of 0 keeps everything too (the Bernoulli draw is u < 1, always true).
-    np.testing.assert_array_equal(dropout(jax.random.key(4), x, jnp.asarray(0.0), training=True), x)
+    np.testing.assert_array_equal(dropout(jax.random.key(4), x, np.float32(0.0), training=True), x)
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), True, "0.5", np.array([0.1, 0.2])])
 def test_bad_rates_raise_naming_rate(rate: object) -> None:
     with pytest.raises(ValueError, match="rate"):
-        nn.dropout(jax.random.key(0), jnp.ones(3), rate, training=True)  # type: ignore[arg-type]
+        nn.dropout(jax.random.key(0), np.ones(3), rate, training=True)  # type: ignore[arg-type]
 
 
 def test_training_must_be_a_bool() -> None:
     with pytest.raises(ValueError, match="training"):
-        nn.dropout(jax.random.key(0), jnp.ones(3), 0.5, training=1)  # type: ignore[arg-type]
+        nn.dropout(jax.random.key(0), np.ones(3), 0.5, training=1)  # type: ignore[arg-type]
 
 
 def test_broadcast_dims_share_the_mask_along_those_axes() -> None:
-    x = jnp.ones((64, 8, 3))
+    x = np.ones((64, 8, 3), np.float32)
     y = np.asarray(dropout(jax.random.key(5), x, 0.5, training=True, broadcast_dims=(0,)))
     np.testing.assert_array_equal(y, np.broadcast_to(y[:1], y.shape))  # same units for all rows
     assert 0 < (y[0] == 0).mean() < 1
@@ -75,28 +75,28 @@ def test_broadcast_dims_share_the_mask_along_those_axes() -> None:
 
 
 def test_gradient_is_the_mask_over_keep() -> None:
-    x = jnp.linspace(-1.0, 1.0, 50)
+    x = np.linspace(-1.0, 1.0, 50, dtype=np.float32)
     key = jax.random.key(7)
-    g = jax.grad(lambda x: jnp.sum(nn.dropout(key, x, 0.25, training=True)))(x)
-    mask = np.asarray(dropout(key, jnp.ones(50), 0.25, training=True)) != 0
+    g = jax.jit(jax.grad(lambda x: jnp.sum(nn.dropout(key, x, 0.25, training=True))))(x)
+    mask = np.asarray(dropout(key, np.ones(50, np.float32), 0.25, training=True)) != 0
     np.testing.assert_allclose(g, mask / 0.75, rtol=1e-6)
 
 
 def test_vmap_over_keys_and_rates_under_jit() -> None:
     keys = jax.random.split(jax.random.key(8), 4)
-    rates = jnp.array([0.0, 0.2, 0.5, 0.8])
+    rates = np.array([0.0, 0.2, 0.5, 0.8], np.float32)
     ys = jax.jit(jax.vmap(lambda k, r: nn.dropout(k, jnp.ones(20_000), r, training=True)))(
         keys, rates
     )
     np.testing.assert_allclose((np.asarray(ys) != 0).mean(axis=1), 1 - rates, atol=0.02)
-    for i in range(4):
+    for key, rate, y in zip(keys, rates, np.asarray(ys), strict=True):  # each lane on its own
         np.testing.assert_array_equal(
-            ys[i], dropout(keys[i], jnp.ones(20_000), rates[i], training=True)
+            y, dropout(key, np.ones(20_000, np.float32), rate, training=True)
         )
 
 
 def test_low_precision_stays_low_precision() -> None:
-    y = dropout(jax.random.key(9), jnp.ones(16, jnp.bfloat16), 0.5, training=True)
+    y = dropout(jax.random.key(9), np.ones(16, jnp.bfloat16), 0.5, training=True)
     assert y.dtype == jnp.bfloat16
     assert set(np.asarray(y, np.float32).tolist()) <= {0.0, 2.0}
 

@@ -63,7 +63,9 @@ def test_polyak_optimum_is_the_kappa_formula_and_the_joint_grid_optimum() -> Non
 
 
 def test_filter_normalized_direction_matches_each_units_weight_norm() -> None:
-    params, _ = jl.nn.mlp_init(jax.random.key(1), [8, 6, 4, 3], activation="relu")
+    params, _ = jax.jit(lambda key: jl.nn.mlp_init(key, [8, 6, 4, 3], activation="relu"))(
+        jax.random.key(1)
+    )
     d = jax.jit(filter_normalized_direction)(jax.random.key(2), params)
     for p_layer, d_layer in zip(params, d, strict=True):
         w, dw = np.asarray(p_layer["w"]), np.asarray(d_layer["w"])
@@ -111,7 +113,7 @@ def test_effective_step_against_a_numpy_reimplementation(method: str) -> None:
 
 def test_adam_without_correction_is_numpys_and_with_it_is_jl_scale_by_adam() -> None:
     rng = np.random.default_rng(1)
-    grads = [jnp.asarray(rng.standard_normal(5), jnp.float32) for _ in range(30)]
+    grads = [rng.standard_normal(5).astype(np.float32) for _ in range(30)]
     on, off, ref = adam_maybe_corrected(1.0), adam_maybe_corrected(0.0), jl.scale_by_adam()
     s_on, s_off, s_ref = on.init(grads[0]), off.init(grads[0]), ref.init(grads[0])
     m = v = np.zeros(5)

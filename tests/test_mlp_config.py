@@ -3,6 +3,8 @@ its settings, so the activation is given once."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,24 +16,35 @@ from jaxopt_lectures import nn
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 def test_config_matches_the_functions(activation: str) -> None:
     mlp = nn.MLPConfig((16, 8), activation, batch_norm=True, dropout_rate=0.25)
-    key = jax.random.key(3)
-    params, state = mlp.init_params(key, num_inputs=5, num_outputs=4)
-    ref_params, ref_state = nn.mlp_init(key, [5, 16, 8, 4], activation=activation, batch_norm=True)
-    jax.tree.map(np.testing.assert_array_equal, params, ref_params)
-    x = jax.random.normal(jax.random.key(4), (6, 5))
-    for training in (True, False):
-        logits, new = mlp.apply(params, state, x, training=training, key=jax.random.key(5))
-        ref, ref_new = nn.mlp_apply(
-            ref_params,
-            ref_state,
-            x,
-            activation=activation,
-            training=training,
-            key=jax.random.key(5),
-            dropout_rate=0.25 if training else 0.0,
+
+    @jax.jit
+    def both(key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
+        """The config's and the functions' parameters, then outputs and states in training and
+        inference, in one program per activation."""
+        params, state = mlp.init_params(key, num_inputs=5, num_outputs=4)
+        ref_params, ref_state = nn.mlp_init(
+            key, [5, 16, 8, 4], activation=activation, batch_norm=True
         )
-        np.testing.assert_array_equal(logits, ref)
-        jax.tree.map(np.testing.assert_array_equal, new, ref_new)
+        ours, refs = [params], [ref_params]
+        for training in (True, False):
+            ours.append(mlp.apply(params, state, x, training=training, key=jax.random.key(5)))
+            refs.append(
+                nn.mlp_apply(
+                    ref_params,
+                    ref_state,
+                    x,
+                    activation=activation,
+                    training=training,
+                    key=jax.random.key(5),
+                    dropout_rate=0.25 if training else 0.0,
+                )
+            )
+        return ours, refs
+
+    x = jax.random.normal(jax.random.key(4), (6, 5))
+    ours, refs = both(jax.random.key(3), x)
+    for got, expected in zip(ours, refs, strict=True):  # parameters, then (logits, new state)
+        jax.tree.map(np.testing.assert_array_equal, got, expected)
 
 
 def test_describe_and_validation() -> None:

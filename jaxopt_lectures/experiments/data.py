@@ -14,10 +14,15 @@ import hashlib
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments._deps import require
+
+# The training statistics in one compiled program per data shape: run op by op, the fit compiles
+# a small program for each of its reductions, and the numbers are the same bit for bit.
+_fit_normalizer = jax.jit(jl.nn.normalizer_fit)
 
 __all__ = ["Dataset", "content_hash", "digits", "digits_arrays", "load_npz", "make_dataset"]
 
@@ -223,7 +228,7 @@ def make_dataset(
     if n_train < 2 or n_val < 1 or len(X) - n_train - n_val < 1:
         raise ValueError(f"make_dataset: {len(X)} examples are too few to split as {fractions}")
     if standardize:
-        stats = jl.nn.normalizer_fit(X[:n_train])  # the training set's mu and sigma^2 only
+        stats = _fit_normalizer(X[:n_train])  # the training set's mu and sigma^2 only
         X = np.asarray(jl.nn.normalize(stats, X, eps=0.0 if min_std > 0 else 1e-8, min_std=min_std))
     parts = np.split(X, [n_train, n_train + n_val])
     labels = np.split(codes, [n_train, n_train + n_val])

@@ -291,8 +291,10 @@ def _train_one(
 
 
 def _arrays(data: Dataset) -> tuple[jax.Array, ...]:
+    # device_put copies the NumPy arrays over as they are; jnp.asarray would compile a small
+    # program per shape and dtype to do the same.
     return tuple(
-        jnp.asarray(a)
+        jax.device_put(a)
         for a in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
     )
 
@@ -352,10 +354,10 @@ def train(
             for run, r, d in zip(runs, rates, datasets, strict=True)
         ]
 
-    rates = [jnp.asarray(np.asarray(run.learning_rates, np.float32)) for run in runs]
+    rates = [jax.device_put(np.asarray(run.learning_rates, np.float32)) for run in runs]
     if any(r.ndim not in (1, 2) for r in rates):
         raise ValueError("train: learning_rates must be numbers or equal-length tuples of them")
-    seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
+    seed_arr = jax.device_put(np.asarray(seeds, np.uint32))
     arrays = [_arrays(d) for d in unique.values()]
     outputs = timed("train", train_all, rates, seed_arr, arrays, timer=timer)
     return [_history(run, out, seeds, s) for run, out in zip(runs, outputs, strict=True)]
