@@ -1,0 +1,285 @@
+"""Compile and step time of ``jl.packed(jl.adam)`` against optax, this version and an earlier one.
+
+    python benchmarks/bench_packed.py                              # this version only
+    python benchmarks/bench_packed.py --before /tmp/before         # an earlier version too
+    python benchmarks/bench_packed.py --leaves 10 100 --repeats 5
+
+``--before TREE`` names a source tree of an earlier version of the package (for example
+``git worktree add /tmp/before <commit>``, or ``git archive <commit> jaxopt_lectures | tar -x -C
+/tmp/before``): its ``jl.packed`` is measured the same way as this one's, in the same run.
+
+Every measurement is a fresh process, as a user's first compilation is: it builds ``LEAVES``
+float32 leaves of 1,000 entries, compiles one JAX program first (so that the backend's one-time
+start-up is not charged to the step), then traces, lowers and compiles one donated optimizer step
+(``tx.update`` + ``optax.apply_updates``, as ``bench_optimizers.py`` does) and reports its wall
+time and the CPU time of the process during it (XLA compiles on several threads; on a busy
+machine the CPU time grows less than the wall time). Then it times the compiled step: a few
+warm-up steps, then single steps until 0.3 s have passed (at least 30), and reports their median.
+Last, the parameters and state after three steps from a fixed start are hashed, so the table can
+say whether the two versions' packed steps compute the same bits.
+
+Interleaving: per leaf count, each round runs one process per variant (packed before, packed now,
+optax) in a rotating order, so the variants of one round are measured moments apart; ratios are
+medians of the per-round ratios, times are medians over the rounds. The optax step does not
+depend on the version of this package, so it is measured once per round, with this version on
+the path. "other load" is the share of the machine's CPU time other processes used during the
+leaf count's rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LEAF_SIZE = 1_000
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The measured process
+# ---------------------------------------------------------------------------------------------
+
+
+def child(num_leaves: int, variant: str) -> dict[str, Any]:
+    """One fresh-process measurement of ``variant`` ("packed" or "optax") on ``num_leaves``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import jaxopt_lectures as jl
+
+    def tree(seed: int, scale: float) -> list[jax.Array]:
+        rng = np.random.default_rng(seed)
+        return [
+            jnp.asarray(scale * rng.standard_normal(LEAF_SIZE), jnp.float32)
+            for _ in range(num_leaves)
+        ]
+
+    def make() -> optax.GradientTransformation:
+        return jl.packed(jl.adam(1e-3)) if variant == "packed" else optax.adam(1e-3)
+
+    def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jax.jit(lambda x: x + 1).lower(jnp.ones(3)).compile()  # the backend's one-time start-up
+    tx = make()
+    params, grads = tree(0, 1.0), tree(1, 1e-2)
+    state = tx.init(params)
+    jax.block_until_ready((params, state, grads))
+    cpu, wall = time.process_time(), time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+    for _ in range(5):
+        params, state = compiled(params, state, grads)
+    jax.block_until_ready(params)
+    steps: list[float] = []
+    deadline = time.perf_counter() + 0.3
+    while len(steps) < 30 or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        params, state = compiled(params, state, grads)
+        jax.block_until_ready(params)
+        steps.append(time.perf_counter() - start)
+
+    params, grads = tree(0, 1.0), tree(1, 1e-2)
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = compiled(params, state, grads)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves((params, state)):
+        digest.update(np.asarray(leaf).tobytes())
+    return {
+        "compile_s": wall,
+        "compile_cpu_s": cpu,
+        "step_s": statistics.median(steps),
+        "steps": len(steps),
+        "hash": digest.hexdigest()[:16],
+        "package": str(Path(jl.__file__).resolve().parent),
+    }
+
+
+def run_child(num_leaves: int, variant: str, tree: str | None) -> dict[str, Any]:
+    """:func:`child` in a new interpreter, with ``tree`` (if given) first on the path."""
+    env = dict(os.environ)
+    path = [tree or str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(path)
+    argv = [sys.executable, __file__, "--child", str(num_leaves), variant]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+
+
+def _cpu_sample() -> tuple[float, float, float] | None:
+    """Busy and total CPU seconds of the machine, and this process's own plus its waited-for
+    children's (the measured processes are not 'other' load)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks, sum(os.times()[:4])
+
+
+def _other_share(start: Any, end: Any) -> float | None:
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    busy, total, own = (e - s for e, s in zip(end, start, strict=True))
+    return max(0.0, busy - own) / total
+
+
+def measure(leaf_counts: list[int], repeats: int, before: str | None) -> list[dict[str, Any]]:
+    variants: list[tuple[str, str, str | None]] = [
+        ("packed", "packed", None),
+        ("optax", "optax", None),
+    ]
+    if before:
+        variants.insert(0, ("packed before", "packed", before))
+    out = []
+    for num_leaves in leaf_counts:
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
+        start = _cpu_sample()
+        for r in range(repeats):
+            k = r % len(variants)
+            for name, variant, tree in variants[k:] + variants[:k]:
+                run = run_child(num_leaves, variant, tree)
+                runs[name].append(run)
+                print(
+                    f"  {num_leaves} leaves, {name}: compile {run['compile_s']:.2f} s "
+                    f"(CPU {run['compile_cpu_s']:.2f} s), step {1e6 * run['step_s']:.0f} us",
+                    flush=True,
+                )
+        out.append(
+            {"leaves": num_leaves, "other_load": _other_share(start, _cpu_sample()), "runs": runs}
+        )
+    return out
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> float:
+    """Median over the rounds of a[round][key] / b[round][key]."""
+    return statistics.median(x[key] / y[key] for x, y in zip(a, b, strict=True))
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.2f} s"
+
+
+def _micro(t: float) -> str:
+    return f"{1e6 * t:,.0f} us"
+
+
+def table(results: list[dict[str, Any]], before: bool) -> tuple[list[str], list[list[str]]]:
+    head = ["leaves", "optax"]
+    head += ["packed before", "packed now", "before / optax", "now / optax", "now / optax (CPU)"]
+    head += ["step: optax", "packed before", "packed now", "now / before", "same bits", "other"]
+    if not before:
+        head = [h for h in head if "before" not in h and h != "same bits"]
+    rows = []
+    for r in results:
+        runs = r["runs"]
+        now, optax_ = runs["packed"], runs["optax"]
+        old = runs.get("packed before")
+        cells = [f"{r['leaves']:,}", _seconds(_median(optax_, "compile_s"))]
+        if old:
+            cells.append(_seconds(_median(old, "compile_s")))
+        cells.append(_seconds(_median(now, "compile_s")))
+        if old:
+            cells.append(f"{_ratio(old, optax_, 'compile_s'):.2f}")
+        cells.append(f"{_ratio(now, optax_, 'compile_s'):.2f}")
+        cells.append(f"{_ratio(now, optax_, 'compile_cpu_s'):.2f}")
+        cells.append(_micro(_median(optax_, "step_s")))
+        if old:
+            cells.append(_micro(_median(old, "step_s")))
+        cells.append(_micro(_median(now, "step_s")))
+        if old:
+            cells.append(f"{_ratio(now, old, 'step_s'):.2f}")
+            hashes = {x["hash"] for x in old + now}
+            cells.append("yes" if len(hashes) == 1 else f"no ({len(hashes)} hashes)")
+        cells.append("?" if r["other_load"] is None else f"{100 * r['other_load']:.0f}%")
+        rows.append(cells)
+    return head, rows
+
+
+NOTES = (
+    "Adam on float32 leaves of 1,000 entries each; each number is a fresh process "
+    "(median over the rounds; ratios: median of the per-round ratios). Compile = trace + lower + "
+    "compile of one donated step (update + apply_updates), wall time; '(CPU)': the ratio of the "
+    "process's CPU time during it instead. Step: median of single donated steps. 'same bits': "
+    "parameters and state after 3 steps hash the same for both versions. 'other': share of the "
+    "CPU other processes used meanwhile."
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--leaves", nargs="+", type=int, default=[10, 100, 1_000])
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per leaf count")
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="a source tree of an earlier version of the package: its jl.packed is measured "
+        "in the same rounds, in columns of its own",
+    )
+    parser.add_argument(
+        "--before-label",
+        metavar="TEXT",
+        help="what the earlier version is, for the notes (e.g. its commit); default: TREE",
+    )
+    parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
+    parser.add_argument("--child", nargs=2, metavar=("LEAVES", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _machine import Results, describe_machine, load_average
+
+    results = Results(
+        "packed",
+        "Compile and step time of jl.packed against optax",
+        (__doc__ or "").split("\n\n")[0].strip(),
+    )
+    print(f"Machine: {describe_machine()}\nLoad average at start: {load_average()}", flush=True)
+    measured = measure(args.leaves, args.repeats, args.before)
+    before = (
+        f"'before': the package at {args.before_label or args.before}, measured in the same "
+        "rounds. "
+        if args.before
+        else ""
+    )
+    head, rows = table(measured, args.before is not None)
+    results.table(
+        "Compile and step time, packed Adam against optax's Adam",
+        head,
+        rows,
+        notes=before + NOTES,
+        align="r" * len(head),
+    )
+    raw = {"before": args.before, "before_label": args.before_label, "repeats": args.repeats}
+    results.save(raw | {"leaves": measured}, args.json)
+
+
+if __name__ == "__main__":
+    main()
