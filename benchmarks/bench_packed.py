@@ -1,12 +1,14 @@
 """Compile and step time of ``jl.packed(jl.adam)`` against optax, this version and an earlier one.
 
     python benchmarks/bench_packed.py                              # this version only
-    python benchmarks/bench_packed.py --before /tmp/before         # an earlier version too
+    python benchmarks/bench_packed.py --before 0b14f3d            # an earlier commit too
+    python benchmarks/bench_packed.py --before /tmp/before         # an earlier source tree too
     python benchmarks/bench_packed.py --leaves 10 100 --repeats 5
 
-``--before TREE`` names a source tree of an earlier version of the package (for example
-``git worktree add /tmp/before <commit>``, or ``git archive <commit> jaxopt_lectures | tar -x -C
-/tmp/before``): its ``jl.packed`` is measured the same way as this one's, in the same run.
+``--before`` names an earlier version of the package: a git revision of this repository (its
+``jaxopt_lectures`` folder is extracted with ``git archive`` into a temporary folder) or a source
+tree (for example from ``git worktree add``). Its ``jl.packed`` is measured the same way as this
+one's, in the same run.
 
 Every measurement is a fresh process, as a user's first compilation is: it builds ``LEAVES``
 float32 leaves of 1,000 entries, compiles one JAX program first (so that the backend's one-time
@@ -35,6 +37,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -123,6 +127,31 @@ def run_child(num_leaves: int, variant: str, tree: str | None) -> dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 # The driver
 # ---------------------------------------------------------------------------------------------
+
+
+def source_tree(before: str, folder: str) -> tuple[str, str]:
+    """``before`` as a source tree and a label: a folder as it is, or a git revision of this
+    repository extracted into ``folder`` (labelled with its short commit hash)."""
+    if Path(before).is_dir():
+        return before, before
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", f"{before}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        [*git, "archive", "--format=tar", commit, "jaxopt_lectures"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tempfile.TemporaryFile() as handle:
+        handle.write(archive)
+        handle.seek(0)
+        with tarfile.open(fileobj=handle) as tar:
+            tar.extractall(folder, filter="data")
+    return folder, f"commit {commit}"
 
 
 def _cpu_sample() -> tuple[float, float, float] | None:
@@ -237,14 +266,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds per leaf count")
     parser.add_argument(
         "--before",
-        metavar="TREE",
-        help="a source tree of an earlier version of the package: its jl.packed is measured "
-        "in the same rounds, in columns of its own",
-    )
-    parser.add_argument(
-        "--before-label",
-        metavar="TEXT",
-        help="what the earlier version is, for the notes (e.g. its commit); default: TREE",
+        metavar="REV_OR_TREE",
+        help="an earlier version of the package (a git revision or a source tree): its "
+        "jl.packed is measured in the same rounds, in columns of its own",
     )
     parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
     parser.add_argument("--child", nargs=2, metavar=("LEAVES", "VARIANT"), help=argparse.SUPPRESS)
@@ -262,13 +286,10 @@ def main() -> None:
         (__doc__ or "").split("\n\n")[0].strip(),
     )
     print(f"Machine: {describe_machine()}\nLoad average at start: {load_average()}", flush=True)
-    measured = measure(args.leaves, args.repeats, args.before)
-    before = (
-        f"'before': the package at {args.before_label or args.before}, measured in the same "
-        "rounds. "
-        if args.before
-        else ""
-    )
+    with tempfile.TemporaryDirectory(prefix="bench-packed-") as tmp:
+        tree, label = source_tree(args.before, tmp) if args.before else (None, "")
+        measured = measure(args.leaves, args.repeats, tree)
+    before = f"'before': the package at {label}, measured in the same rounds. " if label else ""
     head, rows = table(measured, args.before is not None)
     results.table(
         "Compile and step time, packed Adam against optax's Adam",
@@ -277,7 +298,7 @@ def main() -> None:
         notes=before + NOTES,
         align="r" * len(head),
     )
-    raw = {"before": args.before, "before_label": args.before_label, "repeats": args.repeats}
+    raw = {"before": args.before, "before_label": label, "repeats": args.repeats}
     results.save(raw | {"leaves": measured}, args.json)
 
 
