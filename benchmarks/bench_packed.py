@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 LEAF_SIZE = 1_000
+STEPS = 20  # single steps per step-time sample (the sample is their median)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,76 +53,145 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------
 
 
+class Step:
+    """One compiled donated step of ``variant`` ("packed" or "optax") on ``num_leaves`` leaves of
+    the package on the path, with the wall and CPU time its trace, lowering and compilation took."""
+
+    def __init__(self, num_leaves: int, variant: str) -> None:
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        import jaxopt_lectures as jl
+
+        tx = jl.packed(jl.adam(1e-3)) if variant == "packed" else optax.adam(1e-3)
+
+        def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        jax.jit(lambda x: x + 1).lower(jnp.ones(3)).compile()  # the backend's one-time start-up
+        self.num_leaves, self.tx, self.package = num_leaves, tx, Path(jl.__file__).parent
+        params, state, grads = self.start()
+        jax.block_until_ready((params, state, grads))
+        cpu, wall = time.process_time(), time.perf_counter()
+        self.compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+        self.compile_s, self.compile_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+        self.buffers = (params, state, grads)
+
+    def start(self) -> tuple[Any, Any, Any]:
+        """Parameters, optimizer state and gradients from a fixed seed."""
+        import jax.numpy as jnp
+        import numpy as np
+
+        def tree(seed: int, scale: float) -> list[Any]:
+            rng = np.random.default_rng(seed)
+            return [
+                jnp.asarray(scale * rng.standard_normal(LEAF_SIZE), jnp.float32)
+                for _ in range(self.num_leaves)
+            ]
+
+        params = tree(0, 1.0)
+        return params, self.tx.init(params), tree(1, 1e-2)
+
+    def run(self, steps: int) -> list[float]:
+        """Time ``steps`` single steps (each waited for), continuing from the last call."""
+        import jax
+
+        params, state, grads = self.buffers
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            params, state = self.compiled(params, state, grads)
+            jax.block_until_ready(params)
+            times.append(time.perf_counter() - start)
+        self.buffers = (params, state, grads)
+        return times
+
+    def digest(self) -> str:
+        """Hash of the parameters and state after 3 steps from the fixed start."""
+        import jax
+        import numpy as np
+
+        params, state, grads = self.start()
+        for _ in range(3):
+            params, state = self.compiled(params, state, grads)
+        digest = hashlib.sha256()
+        for leaf in jax.tree.leaves((params, state)):
+            digest.update(np.asarray(leaf).tobytes())
+        return digest.hexdigest()[:16]
+
+
 def child(num_leaves: int, variant: str) -> dict[str, Any]:
-    """One fresh-process measurement of ``variant`` ("packed" or "optax") on ``num_leaves``."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
-    import jaxopt_lectures as jl
-
-    def tree(seed: int, scale: float) -> list[jax.Array]:
-        rng = np.random.default_rng(seed)
-        return [
-            jnp.asarray(scale * rng.standard_normal(LEAF_SIZE), jnp.float32)
-            for _ in range(num_leaves)
-        ]
-
-    def make() -> optax.GradientTransformation:
-        return jl.packed(jl.adam(1e-3)) if variant == "packed" else optax.adam(1e-3)
-
-    def step(params: Any, state: Any, grads: Any) -> tuple[Any, Any]:
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    jax.jit(lambda x: x + 1).lower(jnp.ones(3)).compile()  # the backend's one-time start-up
-    tx = make()
-    params, grads = tree(0, 1.0), tree(1, 1e-2)
-    state = tx.init(params)
-    jax.block_until_ready((params, state, grads))
-    cpu, wall = time.process_time(), time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-
-    for _ in range(5):
-        params, state = compiled(params, state, grads)
-    jax.block_until_ready(params)
-    steps: list[float] = []
-    deadline = time.perf_counter() + 0.3
-    while len(steps) < 30 or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        params, state = compiled(params, state, grads)
-        jax.block_until_ready(params)
-        steps.append(time.perf_counter() - start)
-
-    params, grads = tree(0, 1.0), tree(1, 1e-2)
-    state = tx.init(params)
-    for _ in range(3):
-        params, state = compiled(params, state, grads)
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves((params, state)):
-        digest.update(np.asarray(leaf).tobytes())
+    """One fresh-process compile measurement (and the hash of the step's results)."""
+    step = Step(num_leaves, variant)
     return {
-        "compile_s": wall,
-        "compile_cpu_s": cpu,
-        "step_s": statistics.median(steps),
-        "steps": len(steps),
-        "hash": digest.hexdigest()[:16],
-        "package": str(Path(jl.__file__).resolve().parent),
+        "compile_s": step.compile_s,
+        "compile_cpu_s": step.compile_cpu_s,
+        "hash": step.digest(),
+        "package": str(step.package.resolve()),
     }
+
+
+def _env(tree: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    path = [tree or str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return env | {"PYTHONPATH": os.pathsep.join(path)}
 
 
 def run_child(num_leaves: int, variant: str, tree: str | None) -> dict[str, Any]:
     """:func:`child` in a new interpreter, with ``tree`` (if given) first on the path."""
-    env = dict(os.environ)
-    path = [tree or str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(path)
     argv = [sys.executable, __file__, "--child", str(num_leaves), variant]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, env=_env(tree), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def worker_main() -> None:
+    """Serve step timings over stdin/stdout, one JSON request and reply per line:
+    ``{"build": [leaves, variant]}`` compiles (and warms) a step; ``{"sample": [leaves, variant,
+    steps]}`` times that many single steps of it and replies with their median."""
+    steps: dict[tuple[int, str], Step] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "build" in request:
+            leaves, variant = request["build"]
+            steps[leaves, variant] = step = Step(leaves, variant)
+            step.run(5)
+            reply: Any = True
+        else:
+            leaves, variant, count = request["sample"]
+            reply = statistics.median(steps[leaves, variant].run(count))
+        print(json.dumps(reply), flush=True)
+
+
+class Worker:
+    """A long-lived process with ``tree`` (if given) first on the path, timing steps on request."""
+
+    def __init__(self, tree: str | None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            env=_env(tree),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, **request: Any) -> Any:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"step worker exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,30 +244,56 @@ def _other_share(start: Any, end: Any) -> float | None:
     return max(0.0, busy - own) / total
 
 
-def measure(leaf_counts: list[int], repeats: int, before: str | None) -> list[dict[str, Any]]:
+def measure(
+    leaf_counts: list[int], repeats: int, step_rounds: int, before: str | None
+) -> list[dict[str, Any]]:
+    """Per leaf count: ``repeats`` rounds of fresh-process compilations, then ``step_rounds``
+    rounds of step timings from long-lived workers (one per version), variants interleaved."""
     variants: list[tuple[str, str, str | None]] = [
         ("packed", "packed", None),
         ("optax", "optax", None),
     ]
     if before:
         variants.insert(0, ("packed before", "packed", before))
+    workers = {tree: Worker(tree) for _, _, tree in variants}
     out = []
-    for num_leaves in leaf_counts:
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
-        start = _cpu_sample()
-        for r in range(repeats):
-            k = r % len(variants)
-            for name, variant, tree in variants[k:] + variants[:k]:
-                run = run_child(num_leaves, variant, tree)
-                runs[name].append(run)
-                print(
-                    f"  {num_leaves} leaves, {name}: compile {run['compile_s']:.2f} s "
-                    f"(CPU {run['compile_cpu_s']:.2f} s), step {1e6 * run['step_s']:.0f} us",
-                    flush=True,
-                )
-        out.append(
-            {"leaves": num_leaves, "other_load": _other_share(start, _cpu_sample()), "runs": runs}
-        )
+    try:
+        for num_leaves in leaf_counts:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
+            steps: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+            start = _cpu_sample()
+            for r in range(repeats):
+                k = r % len(variants)
+                for name, variant, tree in variants[k:] + variants[:k]:
+                    run = run_child(num_leaves, variant, tree)
+                    runs[name].append(run)
+                    print(
+                        f"  {num_leaves} leaves, {name}: compile {run['compile_s']:.2f} s "
+                        f"(CPU {run['compile_cpu_s']:.2f} s)",
+                        flush=True,
+                    )
+            for _, variant, tree in variants:
+                workers[tree].ask(build=[num_leaves, variant])
+            for r in range(step_rounds):
+                k = r % len(variants)
+                for name, variant, tree in variants[k:] + variants[:k]:
+                    steps[name].append(workers[tree].ask(sample=[num_leaves, variant, STEPS]))
+            print(
+                f"  {num_leaves} leaves, step: "
+                + ", ".join(f"{k} {1e6 * statistics.median(v):.0f} us" for k, v in steps.items()),
+                flush=True,
+            )
+            out.append(
+                {
+                    "leaves": num_leaves,
+                    "other_load": _other_share(start, _cpu_sample()),
+                    "runs": runs,
+                    "steps": steps,
+                }
+            )
+    finally:
+        for worker in workers.values():
+            worker.close()
     return out
 
 
@@ -237,12 +333,14 @@ def table(results: list[dict[str, Any]], before: bool) -> tuple[list[str], list[
             cells.append(f"{_ratio(old, optax_, 'compile_s'):.2f}")
         cells.append(f"{_ratio(now, optax_, 'compile_s'):.2f}")
         cells.append(f"{_ratio(now, optax_, 'compile_cpu_s'):.2f}")
-        cells.append(_micro(_median(optax_, "step_s")))
+        steps = r["steps"]
+        cells.append(_micro(statistics.median(steps["optax"])))
         if old:
-            cells.append(_micro(_median(old, "step_s")))
-        cells.append(_micro(_median(now, "step_s")))
+            cells.append(_micro(statistics.median(steps["packed before"])))
+        cells.append(_micro(statistics.median(steps["packed"])))
         if old:
-            cells.append(f"{_ratio(now, old, 'step_s'):.2f}")
+            pairs = zip(steps["packed"], steps["packed before"], strict=True)
+            cells.append(f"{statistics.median(a / b for a, b in pairs):.2f}")
             hashes = {x["hash"] for x in old + now}
             cells.append("yes" if len(hashes) == 1 else f"no ({len(hashes)} hashes)")
         cells.append("?" if r["other_load"] is None else f"{100 * r['other_load']:.0f}%")
@@ -251,10 +349,12 @@ def table(results: list[dict[str, Any]], before: bool) -> tuple[list[str], list[
 
 
 NOTES = (
-    "Adam on float32 leaves of 1,000 entries each; each number is a fresh process "
-    "(median over the rounds; ratios: median of the per-round ratios). Compile = trace + lower + "
-    "compile of one donated step (update + apply_updates), wall time; '(CPU)': the ratio of the "
-    "process's CPU time during it instead. Step: median of single donated steps. 'same bits': "
+    "Adam on float32 leaves of 1,000 entries each. Compile = trace + lower + compile of one "
+    "donated step (update + apply_updates) in a fresh process, wall time, median over the "
+    "rounds; ratios: median of the per-round ratios; '(CPU)': the ratio of the process's CPU "
+    "time during it instead. Step: one long-lived process per version, samples (each the "
+    "median of STEPS single donated steps) interleaved round by round; medians over the rounds, "
+    "'now / before' the median of the per-round ratios. 'same bits': "
     "parameters and state after 3 steps hash the same for both versions. 'other': share of the "
     "CPU other processes used meanwhile."
 )
@@ -263,7 +363,10 @@ NOTES = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--leaves", nargs="+", type=int, default=[10, 100, 1_000])
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per leaf count")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="compile rounds (fresh processes) per leaf count"
+    )
+    parser.add_argument("--step-rounds", type=int, default=15, help="step-time rounds")
     parser.add_argument(
         "--before",
         metavar="REV_OR_TREE",
@@ -271,10 +374,14 @@ def main() -> None:
         "jl.packed is measured in the same rounds, in columns of its own",
     )
     parser.add_argument("--json", help="write the results here instead of benchmarks/results/")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("LEAVES", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return
+    if args.worker:
+        worker_main()
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -288,17 +395,18 @@ def main() -> None:
     print(f"Machine: {describe_machine()}\nLoad average at start: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-packed-") as tmp:
         tree, label = source_tree(args.before, tmp) if args.before else (None, "")
-        measured = measure(args.leaves, args.repeats, tree)
+        measured = measure(args.leaves, args.repeats, args.step_rounds, tree)
     before = f"'before': the package at {label}, measured in the same rounds. " if label else ""
     head, rows = table(measured, args.before is not None)
     results.table(
         "Compile and step time, packed Adam against optax's Adam",
         head,
         rows,
-        notes=before + NOTES,
+        notes=before + NOTES.replace("STEPS", str(STEPS)),
         align="r" * len(head),
     )
     raw = {"before": args.before, "before_label": label, "repeats": args.repeats}
+    raw |= {"step_rounds": args.step_rounds, "steps_per_sample": STEPS}
     results.save(raw | {"leaves": measured}, args.json)
 
 
