@@ -248,14 +248,14 @@ def measure(
     leaf_counts: list[int], repeats: int, step_rounds: int, before: str | None
 ) -> list[dict[str, Any]]:
     """Per leaf count: ``repeats`` rounds of fresh-process compilations, then ``step_rounds``
-    rounds of step timings from long-lived workers (one per version), variants interleaved."""
+    rounds of step timings from long-lived workers (one per variant), variants interleaved."""
     variants: list[tuple[str, str, str | None]] = [
         ("packed", "packed", None),
         ("optax", "optax", None),
     ]
     if before:
         variants.insert(0, ("packed before", "packed", before))
-    workers = {tree: Worker(tree) for _, _, tree in variants}
+    workers = {name: Worker(tree) for name, _, tree in variants}
     out = []
     try:
         for num_leaves in leaf_counts:
@@ -272,12 +272,12 @@ def measure(
                         f"(CPU {run['compile_cpu_s']:.2f} s)",
                         flush=True,
                     )
-            for _, variant, tree in variants:
-                workers[tree].ask(build=[num_leaves, variant])
+            for name, variant, _ in variants:
+                workers[name].ask(build=[num_leaves, variant])
             for r in range(step_rounds):
                 k = r % len(variants)
-                for name, variant, tree in variants[k:] + variants[:k]:
-                    steps[name].append(workers[tree].ask(sample=[num_leaves, variant, STEPS]))
+                for name, variant, _ in variants[k:] + variants[:k]:
+                    steps[name].append(workers[name].ask(sample=[num_leaves, variant, STEPS]))
             print(
                 f"  {num_leaves} leaves, step: "
                 + ", ".join(f"{k} {1e6 * statistics.median(v):.0f} us" for k, v in steps.items()),
@@ -352,7 +352,7 @@ NOTES = (
     "Adam on float32 leaves of 1,000 entries each. Compile = trace + lower + compile of one "
     "donated step (update + apply_updates) in a fresh process, wall time, median over the "
     "rounds; ratios: median of the per-round ratios; '(CPU)': the ratio of the process's CPU "
-    "time during it instead. Step: one long-lived process per version, samples (each the "
+    "time during it instead. Step: one long-lived process per variant, samples (each the "
     "median of STEPS single donated steps) interleaved round by round; medians over the rounds, "
     "'now / before' the median of the per-round ratios. 'same bits': "
     "parameters and state after 3 steps hash the same for both versions. 'other': share of the "
