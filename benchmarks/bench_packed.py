@@ -10,21 +10,26 @@
 tree (for example from ``git worktree add``). Its ``jl.packed`` is measured the same way as this
 one's, in the same run.
 
-Every measurement is a fresh process, as a user's first compilation is: it builds ``LEAVES``
-float32 leaves of 1,000 entries, compiles one JAX program first (so that the backend's one-time
-start-up is not charged to the step), then traces, lowers and compiles one donated optimizer step
-(``tx.update`` + ``optax.apply_updates``, as ``bench_optimizers.py`` does) and reports its wall
-time and the CPU time of the process during it (XLA compiles on several threads; on a busy
-machine the CPU time grows less than the wall time). Then it times the compiled step: a few
-warm-up steps, then single steps until 0.3 s have passed (at least 30), and reports their median.
-Last, the parameters and state after three steps from a fixed start are hashed, so the table can
-say whether the two versions' packed steps compute the same bits.
+Compile time: every measurement is a fresh process, as a user's first compilation is. It builds
+the leaves (float32, 1,000 entries each), compiles one JAX program first (so that the backend's
+one-time start-up is not charged to the step), then traces, lowers and compiles one donated
+optimizer step (``tx.update`` + ``optax.apply_updates``, as ``bench_optimizers.py`` does) and
+reports its wall time and the CPU time of the process during it (XLA compiles on several
+threads; on a busy machine the CPU time grows less than the wall time). Last, it hashes the
+parameters and state after three steps from a fixed start, so the table can say whether the two
+versions' packed steps compute the same bits.
 
-Interleaving: per leaf count, each round runs one process per variant (packed before, packed now,
-optax) in a rotating order, so the variants of one round are measured moments apart; ratios are
-medians of the per-round ratios, times are medians over the rounds. The optax step does not
-depend on the version of this package, so it is measured once per round, with this version on
-the path. "other load" is the share of the machine's CPU time other processes used during the
+Step time: one long-lived process per variant compiles its step once; the driver then asks the
+processes in turn, round by round, for a sample (the median of 20 single steps, each waited for),
+so the variants' samples are taken moments apart. One process per variant, not per version:
+with one per version, the packed step of the process that also held the optax step measured
+about twice as slow at 10 leaves; with one per variant, two identical steps measure alike.
+
+Interleaving: per leaf count, each compile round runs one process per variant (packed before,
+packed now, optax) in a rotating order, so the variants of one round are measured moments apart;
+ratios are medians of the per-round ratios, times are medians over the rounds. The optax step
+does not depend on the version of this package, so it is measured once per round, with this
+version on the path. "other" is the share of the machine's CPU time other processes used during the
 leaf count's rounds.
 """
 
