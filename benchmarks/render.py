@@ -26,6 +26,7 @@ ORDER = [
     "optimizers-mof",
     "compile",
     "compile-mixed",
+    "packed",
     "mainjob",
     "engine",
     "newton",

@@ -45,6 +45,7 @@ def steps(quick: bool, platform: str) -> dict[str, tuple[list[str], dict[str, st
             + (["10", "100"] if quick else ["10", "100", "1000"]),
             {},
         ),
+        "packed": (["bench_packed.py"] + (["--leaves", "10", "100"] if quick else []), {}),
         "mainjob": (["bench_mainjob.py"] + (["--modes", "quick"] if quick else []), {}),
         "engine": (["bench_engine.py"] + (["--repeats", "3"] if quick else []), {}),
         "newton": (["bench_newton.py", *q], {"OPENBLAS_NUM_THREADS": "1"}),
