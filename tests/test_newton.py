@@ -33,27 +33,41 @@ from jaxopt_lectures.optimizers.sgd import sgd
 Loss = Callable[[Any], jax.Array]
 
 
-def run(tx: optax.GradientTransformation, loss: Loss, params: Any, steps: int) -> tuple[list, Any]:
-    """The trajectory [params_0, ..., params_steps] (NumPy trees) and the final optimizer state,
-    from ``steps`` optimizer steps (gradient, update with ``value_fn=loss``, apply) in one jitted
-    ``lax.scan``: one compiled program per call, whatever the number of steps."""
+def run_together(
+    txs: list[optax.GradientTransformation], loss: Loss, params: Any, steps: int
+) -> list[tuple[list, Any]]:
+    """For each transform of ``txs``: the trajectory [params_0, ..., params_steps] (NumPy trees)
+    and the final optimizer state, from ``steps`` optimizer steps (gradient, update with
+    ``value_fn=loss``, apply). All of them run side by side in one jitted ``lax.scan``: one
+    compiled program per call, whatever the number of steps and transforms."""
 
-    def step(carry: tuple[Any, Any], _: None) -> tuple[tuple[Any, Any], Any]:
-        params, state = carry
-        updates, state = tx.update(jax.grad(loss)(params), state, params, value_fn=loss)
-        params = optax.apply_updates(params, updates)
-        return (params, state), params
+    def step(carry: list[tuple[Any, Any]], _: None) -> tuple[list[tuple[Any, Any]], list[Any]]:
+        new_carry = []
+        for tx, (params, state) in zip(txs, carry, strict=True):
+            updates, state = tx.update(jax.grad(loss)(params), state, params, value_fn=loss)
+            new_carry.append((optax.apply_updates(params, updates), state))
+        return new_carry, [params for params, _ in new_carry]
 
     @jax.jit
-    def trajectory_and_state(params: Any) -> tuple[Any, Any]:
-        (_, state), path = jax.lax.scan(step, (params, tx.init(params)), length=steps)
-        return path, state
+    def paths_and_states(params: Any) -> tuple[list[Any], list[Any]]:
+        start = [(params, tx.init(params)) for tx in txs]
+        carry, paths = jax.lax.scan(step, start, length=steps)
+        return paths, [state for _, state in carry]
 
-    path, state = trajectory_and_state(params)
-    path = jax.device_get(path)
-    trajectory = [jax.device_get(params)]
-    trajectory += [jax.tree.map(lambda x, k=k: np.asarray(x[k]), path) for k in range(steps)]
-    return trajectory, state
+    paths, states = paths_and_states(params)
+    start = jax.device_get(params)
+    out = []
+    for path, state in zip(jax.device_get(paths), states, strict=True):
+        trajectory = [start]
+        trajectory += [jax.tree.map(lambda x, k=k: np.asarray(x[k]), path) for k in range(steps)]
+        out.append((trajectory, state))
+    return out
+
+
+def run(tx: optax.GradientTransformation, loss: Loss, params: Any, steps: int) -> tuple[list, Any]:
+    """The trajectory [params_0, ..., params_steps] (NumPy trees) and the final optimizer state of
+    ``tx`` (see :func:`run_together`)."""
+    return run_together([tx], loss, params, steps)[0]
 
 
 def newton_state(state: Any) -> Any:
@@ -391,20 +405,15 @@ def test_singular_hessian_gives_finite_parameters() -> None:
         return (t[0] + t[1]) ** 2
 
     start = np.array([1.0, 2.0], np.float32)
-    trajectories = {}
-    for name, tx in [
-        ("newton", newton()),
-        ("damped", newton(damping=1e-3)),
-        ("saddle_free", newton(saddle_free=True)),
-        ("newton_cg", newton_cg()),
-    ]:
-        trajectory, state = run(tx, loss, start, 3)
+    txs = [newton(), newton(damping=1e-3), newton(saddle_free=True), newton_cg()]
+    runs = run_together(txs, loss, start, 3)
+    for trajectory, state in runs:
         assert all(np.all(np.isfinite(p)) for p in trajectory)
         assert float(loss(trajectory[-1])) < 1e-8
         assert int(newton_state(state).num_fallbacks) == 0
-        trajectories[name] = trajectory
     # The undamped step moves only within the range of H, along (1, 1): to (-0.5, 0.5).
-    np.testing.assert_allclose(trajectories["newton"][1], [-0.5, 0.5], atol=1e-6)
+    undamped, _ = runs[0]
+    np.testing.assert_allclose(undamped[1], [-0.5, 0.5], atol=1e-6)
 
 
 def test_rank_deficient_least_squares_gets_the_minimum_norm_solution() -> None:
@@ -433,8 +442,9 @@ def test_flat_direction_is_left_alone() -> None:
         return jnp.sum((p["used"] - 3.0) ** 2)
 
     params = {"used": np.array([1.0, -1.0], np.float32), "unused": np.array(7.0, np.float32)}
-    for tx in [newton(), newton(saddle_free=True), newton_cg()]:
-        trajectory, _ = run(tx, loss, params, 2)
+    for trajectory, _ in run_together(
+        [newton(), newton(saddle_free=True), newton_cg()], loss, params, 2
+    ):
         chex.assert_trees_all_close(
             trajectory[1], {"used": np.array([3.0, 3.0]), "unused": np.array(7.0)}, atol=1e-6
         )
@@ -512,11 +522,14 @@ def test_state_type_does_not_depend_on_flags_or_steps() -> None:
         (ScaleByNewtonCGState, scale_by_newton_cg()),
         (ScaleByNewtonCGState, scale_by_newton_cg(damping=0.1, max_iters=3, tol=0.1)),
     ]
-    for state_type, tx in cases:
-        state = tx.init(params)
-        _, new_state = jax.jit(
-            lambda s: tx.update(jax.grad(loss)(params), s, params, value_fn=loss)  # noqa: B023
-        )(state)
+    states = [tx.init(params) for _, tx in cases]
+    new_states = jax.jit(
+        lambda states: [
+            tx.update(jax.grad(loss)(params), state, params, value_fn=loss)[1]
+            for (_, tx), state in zip(cases, states, strict=True)
+        ]
+    )(states)
+    for (state_type, _), state, new_state in zip(cases, states, new_states, strict=True):
         for st in (state, new_state):
             assert type(st) is state_type
             assert all(leaf.dtype == jnp.int32 and leaf.shape == () for leaf in st)
@@ -663,13 +676,14 @@ def test_bf16_params_stay_bf16_and_the_step_is_computed_in_float32(
 
 def test_inject_hyperparams() -> None:
     loss, params = quadratic_pytree()
+    txs = []
     for make_tx, kwargs in [
         (newton, {"learning_rate": 0.5, "damping": 0.1}),
         (newton_cg, {"learning_rate": 0.5, "damping": 0.1, "max_iters": 20, "tol": 1e-4}),
     ]:
-        injected = optax.inject_hyperparams(make_tx)(**kwargs)
-        (_, got), _ = run(injected, loss, params, 1)
-        (_, expected), _ = run(make_tx(**kwargs), loss, params, 1)
+        txs += [optax.inject_hyperparams(make_tx)(**kwargs), make_tx(**kwargs)]
+    runs = run_together(txs, loss, params, 1)  # injected, plain, injected, plain
+    for ((_, got), _), ((_, expected), _) in zip(runs[::2], runs[1::2], strict=True):
         chex.assert_trees_all_close(got, expected, rtol=1e-5)
 
 
