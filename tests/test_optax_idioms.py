@@ -363,30 +363,29 @@ def test_apply_if_finite_and_visible_non_finite_gradients() -> None:
     """A NaN gradient gives a non-finite update in every transform (the coordinate is not frozen
     silently), which is what ``optax.apply_if_finite`` relies on: wrapped, the step is skipped,
     counted, and the inner state is left as it was."""
-    params = jnp.array([1.0, 2.0, 3.0])
-    bad = jnp.array([jnp.nan, 1.0, -1.0])
-    good = jnp.array([0.5, 1.0, -1.0])
+    params = np.array([1.0, 2.0, 3.0], np.float32)
+    bad = np.array([np.nan, 1.0, -1.0], np.float32)
+    good = np.array([0.5, 1.0, -1.0], np.float32)
     plain = {name: make() for name, make in ALL.items()}
     wrapped = {name: optax.apply_if_finite(make(), 3) for name, make in ALL.items()}
 
     @jax.jit
-    def run(states: dict[str, Any], wrapped_states: dict[str, Any]) -> Any:
+    def run() -> Any:
         out = {}
         for name, tx in plain.items():
-            u_bad, _ = tx.update(bad, states[name], params)
+            u_bad, _ = tx.update(bad, tx.init(params), params)
             w = wrapped[name]
-            u_skip, s_skip = w.update(bad, wrapped_states[name], params)
+            wrapped_state = w.init(params)
+            u_skip, s_skip = w.update(bad, wrapped_state, params)
             u_good, _ = w.update(good, s_skip, params)
-            out[name] = (u_bad, u_skip, s_skip, u_good)
+            out[name] = (u_bad, u_skip, s_skip, u_good, wrapped_state)
         return out
 
-    states = {name: tx.init(params) for name, tx in plain.items()}
-    wrapped_states = {name: tx.init(params) for name, tx in wrapped.items()}
-    for name, (u_bad, u_skip, s_skip, u_good) in run(states, wrapped_states).items():
+    for name, (u_bad, u_skip, s_skip, u_good, wrapped_state) in run().items():
         assert not np.isfinite(u_bad[0]), name
-        chex.assert_trees_all_equal(u_skip, jnp.zeros_like(params), custom_message=name)
+        chex.assert_trees_all_equal(u_skip, np.zeros_like(params), custom_message=name)
         assert int(s_skip.notfinite_count) == 1, name
-        chex.assert_trees_all_equal(s_skip.inner_state, wrapped_states[name].inner_state)
+        chex.assert_trees_all_equal(s_skip.inner_state, wrapped_state.inner_state)
         chex.assert_tree_all_finite(u_good)
 
 
@@ -470,14 +469,21 @@ def test_float32_and_float64_leaves_keep_their_dtypes_under_x64() -> None:
     """optax's float64 check: with x64 enabled, a float32 and a float64 leaf in one tree keep
     their dtypes in the state and the parameters through an update (no promotion to float64)."""
     with enable_x64():
-        params = (jnp.array([1.0, 2.0], jnp.float32), jnp.array([3.0, 4.0], jnp.float64))
-        grads = (jnp.array([10.0, 21.0], jnp.float32), jnp.array([33.0, 42.0], jnp.float64))
+        params = (np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float64))
+        grads = (np.array([10.0, 21.0], np.float32), np.array([33.0, 42.0], np.float64))
         txs = {name: make() for name, make in ALL.items()}
-        states = jax.jit(lambda p: {n: tx.init(p) for n, tx in txs.items()})(params)
-        out = jax.jit(lambda s: {n: tx.update(grads, s[n], params) for n, tx in txs.items()})(
-            states
-        )
+
+        @jax.jit
+        def run() -> dict[str, tuple[Any, Any, Any]]:
+            """For each transform: its initial state, its new state, the updated parameters."""
+            out = {}
+            for name, tx in txs.items():
+                state = tx.init(params)
+                updates, new_state = tx.update(grads, state, params)
+                out[name] = (state, new_state, optax.apply_updates(params, updates))
+            return out
+
         dtypes = lambda tree: jax.tree.map(lambda x: x.dtype, tree)  # noqa: E731
-        for name, (updates, new_state) in out.items():
-            assert dtypes(new_state) == dtypes(states[name]), name
-            assert dtypes(optax.apply_updates(params, updates)) == dtypes(params), name
+        for name, (state, new_state, new_params) in run().items():
+            assert dtypes(new_state) == dtypes(state), name
+            assert dtypes(new_params) == dtypes(params), name
