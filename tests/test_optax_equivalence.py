@@ -80,6 +80,18 @@ def _run(tx: optax.GradientTransformation, grads: list[Any], params: Any) -> np.
     return _run_together([tx], grads, params)[0]
 
 
+def _check_each(names: Sequence[str], check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
+    failed (so one failure does not hide the next)."""
+    failures = []
+    for name in names:
+        try:
+            check(name)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures)
+
+
 def _assert_same_updates(
     ours: np.ndarray, peer: np.ndarray, rtol: float = RTOL, cancellation: bool = False
 ) -> None:
@@ -208,14 +220,25 @@ PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PAIRS))
-def test_same_updates_as_optax_peer(layout: Wrap, name: str) -> None:
-    """Ours (in every layout) against its optax peer, which runs as it is."""
-    make_ours, make_peer, rtol, cancellation = PAIRS[name]
-    ours, peer = _run_together([layout(make_ours()), make_peer()], _gradients(), _params())
-    assert np.all(np.isfinite(ours))
-    assert np.any(ours != 0)
-    _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
+def test_same_updates_as_optax_peer(layout: Wrap) -> None:
+    """Each of ours in ``PAIRS`` (in every layout) against its optax peer, which runs as it is.
+    All of them run side by side in one compiled step."""
+    txs = [
+        tx
+        for make_ours, make_peer, *_ in PAIRS.values()
+        for tx in (layout(make_ours()), make_peer())
+    ]
+    runs = _run_together(txs, _gradients(), _params())
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(PAIRS)}
+
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        _, _, rtol, cancellation = PAIRS[name]
+        assert np.all(np.isfinite(ours))
+        assert np.any(ours != 0)
+        _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
+
+    _check_each(sorted(PAIRS), check)
 
 
 def test_adagrad_default_eps_matches_optax_eps0_to_float32_precision() -> None:
@@ -513,13 +536,23 @@ ARGUMENT_PAIRS: dict[str, tuple[Factory, Factory, bool]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(ARGUMENT_PAIRS))
-def test_optax_arguments_give_optax_numbers(name: str) -> None:
-    make_ours, make_peer, cancellation = ARGUMENT_PAIRS[name]
-    grads, params = _gradients(), _params()
-    ours, peer = _run_together([make_ours(), make_peer()], grads, params)
-    assert np.all(np.isfinite(ours))
-    _assert_same_updates(ours, peer, rtol=RTOL, cancellation=cancellation)
+def test_optax_arguments_give_optax_numbers() -> None:
+    """Each of ours in ``ARGUMENT_PAIRS`` against its optax namesake at the same arguments, all of
+    them side by side in one compiled step."""
+    txs = [
+        tx
+        for make_ours, make_peer, _ in ARGUMENT_PAIRS.values()
+        for tx in (make_ours(), make_peer())
+    ]
+    runs = _run_together(txs, _gradients(), _params())
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(ARGUMENT_PAIRS)}
+
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        assert np.all(np.isfinite(ours))
+        _assert_same_updates(ours, peer, rtol=RTOL, cancellation=ARGUMENT_PAIRS[name][2])
+
+    _check_each(sorted(ARGUMENT_PAIRS), check)
 
 
 # The building blocks that share a name with optax: every optax argument exists here, with the
@@ -595,20 +628,28 @@ COMPLEX_PAIRS: dict[str, tuple[Factory, Factory]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(COMPLEX_PAIRS))
-def test_complex_gradients_give_optax_numbers(name: str) -> None:
+def test_complex_gradients_give_optax_numbers() -> None:
     """|g|^2 = g conj(g), not g * g: optax's numbers on complex64 gradients (issue seen: Adam
-    ended at 1 - 2.67j instead of 1 + 1j on optax's complex parabola)."""
+    ended at 1 - 2.67j instead of 1 + 1j on optax's complex parabola). Every pair of
+    ``COMPLEX_PAIRS`` runs side by side in one compiled step."""
     rng = np.random.default_rng(5)
     params = (rng.standard_normal(6) + 1j * rng.standard_normal(6)).astype(np.complex64)
     grads = [
         (rng.standard_normal(6) + 1j * rng.standard_normal(6)).astype(np.complex64)
         for _ in range(10)
     ]
-    make_ours, make_peer = COMPLEX_PAIRS[name]
+    txs = [
+        tx for make_ours, make_peer in COMPLEX_PAIRS.values() for tx in (make_ours(), make_peer())
+    ]
     # _updates_together checks that every update is complex64, the gradients' dtype.
-    runs = [np.stack(run) for run in _updates_together([make_ours(), make_peer()], grads, params)]
-    np.testing.assert_allclose(runs[0], runs[1], rtol=2e-6, atol=2e-6 * np.abs(runs[1]).max())
+    runs = [np.stack(run) for run in _updates_together(txs, grads, params)]
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(COMPLEX_PAIRS)}
+
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        np.testing.assert_allclose(ours, peer, rtol=2e-6, atol=2e-6 * np.abs(peer).max())
+
+    _check_each(sorted(COMPLEX_PAIRS), check)
 
 
 @pytest.mark.parametrize(
