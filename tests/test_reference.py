@@ -340,6 +340,18 @@ def run_together(txs: dict[str, Transform], grads: list[Any], params: Any) -> di
     return out
 
 
+def check_each(names: list[str], check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
+    failed (so one failure does not hide the next)."""
+    failures = []
+    for name in names:
+        try:
+            check(name)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures)
+
+
 def check_trajectory(
     trajectory: Trajectory,
     reference: Reference,
@@ -401,25 +413,37 @@ def test_every_alias_has_a_reference() -> None:
     assert set(ALIASES) <= set(CASES)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference(layout: Wrap, case: str) -> None:
+def test_alias_matches_reference(layout: Wrap) -> None:
     """30 jitted float32 steps of each alias, at a constant and at each decaying learning rate,
-    match the float64 lecture reference (in every layout: the default and ``jl.packed``). The
-    schedules run side by side in one compiled program."""
-    c = CASES[case]
-    grads = to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=c.grad_scale))
+    match the float64 lecture reference (in every layout: the default and ``jl.packed``). All the
+    cases run side by side in one compiled program (one per gradient scale)."""
+    grads_by_scale = {
+        scale: to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=scale))
+        for scale in sorted({c.grad_scale for c in CASES.values()})
+    }
     params = to_f32(random_tree(np.random.default_rng(1)))
-    txs = {name: layout(c.make_tx(make_lr(c.eta0))) for name, (make_lr, _) in SCHEDULES.items()}
-    for name, trajectory in run_together(txs, grads, params).items():
-        eta = SCHEDULES[name][1]
+    trajectories = {}
+    for scale, grads in grads_by_scale.items():
+        txs = {
+            f"{case}/{schedule}": layout(c.make_tx(make_lr(c.eta0)))
+            for case, c in CASES.items()
+            if c.grad_scale == scale
+            for schedule, (make_lr, _) in SCHEDULES.items()
+        }
+        trajectories.update(run_together(txs, grads, params))
+
+    def check(name: str) -> None:
+        case, schedule = name.split("/")
+        c, eta = CASES[case], SCHEDULES[schedule][1]
         check_trajectory(
-            trajectory,
+            trajectories[name],
             c.make_reference(),
-            lambda t, eta=eta: eta(c.eta0, t),
-            grads,
+            lambda t: eta(c.eta0, t),
+            grads_by_scale[c.grad_scale],
             params,
-            what=f"{name}: ",
         )
+
+    check_each(sorted(trajectories), check)
 
 
 BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]] = {
@@ -478,35 +502,50 @@ FLOAT64_LAYOUTS = [
 
 
 @pytest.mark.parametrize("layout", FLOAT64_LAYOUTS, indirect=True)
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference_in_float64(layout: Wrap, case: str) -> None:
-    """With 64-bit JAX and float64 parameters the library is as exact as the reference, at a
-    constant and at a decaying learning rate (side by side in one compiled program)."""
-    c = CASES[case]
-    grads_np = gradient_stream(seed=11, num_steps=NUM_STEPS, scale=c.grad_scale)
+def test_alias_matches_reference_in_float64(layout: Wrap) -> None:
+    """With 64-bit JAX and float64 parameters each alias is as exact as the reference, at a
+    constant and at a decaying learning rate. All the cases run side by side in one compiled
+    program (one per gradient scale)."""
+    grads_np = {
+        scale: gradient_stream(seed=11, num_steps=NUM_STEPS, scale=scale)
+        for scale in sorted({c.grad_scale for c in CASES.values()})
+    }
     params_np = random_tree(np.random.default_rng(4))
     schedules = ("constant", "inverse_time_decay")
+    trajectories = {}
     with enable_x64():
-        grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads_np)
+        grads_by_scale = {
+            scale: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads)
+            for scale, grads in grads_np.items()
+        }
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params_np)
-        txs = {name: layout(c.make_tx(SCHEDULES[name][0](c.eta0))) for name in schedules}
-        for name, tx in txs.items():
-            # Every floating-point leaf of the state is float64 too (the step counts are int32).
-            state_dtypes = {x.dtype for x in jax.tree.leaves(jax.eval_shape(tx.init, params))}
-            assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}, name
-        trajectories = run_together(txs, grads, params)
-    for name, trajectory in trajectories.items():
-        eta = SCHEDULES[name][1]
+        for scale, grads in grads_by_scale.items():
+            txs = {
+                f"{case}/{schedule}": layout(c.make_tx(SCHEDULES[schedule][0](c.eta0)))
+                for case, c in CASES.items()
+                if c.grad_scale == scale
+                for schedule in schedules
+            }
+            for name, tx in txs.items():
+                # Every floating-point leaf of the state is float64 (the step counts are int32).
+                state_dtypes = {x.dtype for x in jax.tree.leaves(jax.eval_shape(tx.init, params))}
+                assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}, name
+            trajectories.update(run_together(txs, grads, params))
+
+    def check(name: str) -> None:
+        case, schedule = name.split("/")
+        c, eta = CASES[case], SCHEDULES[schedule][1]
         check_trajectory(
-            trajectory,
+            trajectories[name],
             c.make_reference(),
-            lambda t, eta=eta: eta(c.eta0, t),
-            grads,
+            lambda t: eta(c.eta0, t),
+            grads_by_scale[c.grad_scale],
             params,
             rtol=RTOL_F64,
             atol_fraction=ATOL_FRACTION_F64,
-            what=f"{name}: ",
         )
+
+    check_each(sorted(trajectories), check)
 
 
 # The adaptive methods with hyperparameters drawn by hypothesis: (alias, reference) factories
