@@ -136,28 +136,36 @@ def test_aliases_accept_unknown_extra_args(alias_name: str) -> None:
 # --- optax.inject_hyperparams ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(ALIAS_KWARGS))
-def test_inject_hyperparams_identical(name: str) -> None:
-    factory, kwargs = ALIAS_KWARGS[name]
-    grads = random_gradients(4, 12)
-    injected = optax.inject_hyperparams(factory)(**kwargs)
-    (expected, _), (got, state) = run_steps_together([factory(**kwargs), injected], grads)
-    chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
-    assert set(kwargs) <= set(state.hyperparams)
+def test_inject_hyperparams_identical() -> None:
+    """Each alias wrapped in ``optax.inject_hyperparams`` gives the alias's updates and exposes
+    its hyperparameters; all the aliases and their wrapped copies run in one compiled step."""
+    names = sorted(ALIAS_KWARGS)
+    txs = []
+    for name in names:
+        factory, kwargs = ALIAS_KWARGS[name]
+        txs += [factory(**kwargs), optax.inject_hyperparams(factory)(**kwargs)]
+    runs = run_steps_together(txs, random_gradients(4, 12))
+    for i, name in enumerate(names):
+        (expected, _), (got, state) = runs[2 * i], runs[2 * i + 1]
+        chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7, custom_message=name)
+        assert set(ALIAS_KWARGS[name][1]) <= set(state.hyperparams), name
 
 
-@pytest.mark.parametrize("name", sorted(ALIAS_KWARGS))
-def test_inject_hyperparams_with_schedule(name: str) -> None:
+def test_inject_hyperparams_with_schedule() -> None:
     """inject_hyperparams evaluates the schedule itself and rebuilds the alias with that constant
-    rate every step; momentum's velocity still carries each past rate, so the results agree."""
-    factory, kwargs = ALIAS_KWARGS[name]
-    schedule = jl.inverse_time_decay(kwargs["learning_rate"], 0.5, 2)
-    kwargs = {**kwargs, "learning_rate": schedule}
-    grads = random_gradients(5, 8)
-    (expected, _), (got, _) = run_steps_together(
-        [factory(**kwargs), optax.inject_hyperparams(factory)(**kwargs)], grads
-    )
-    chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7)
+    rate every step; momentum's velocity still carries each past rate, so the results agree.
+    All the aliases and their wrapped copies run in one compiled step."""
+    names = sorted(ALIAS_KWARGS)
+    txs = []
+    for name in names:
+        factory, kwargs = ALIAS_KWARGS[name]
+        schedule = jl.inverse_time_decay(kwargs["learning_rate"], 0.5, 2)
+        kwargs = {**kwargs, "learning_rate": schedule}
+        txs += [factory(**kwargs), optax.inject_hyperparams(factory)(**kwargs)]
+    runs = run_steps_together(txs, random_gradients(5, 8))
+    for i, name in enumerate(names):
+        (expected, _), (got, _) = runs[2 * i], runs[2 * i + 1]
+        chex.assert_trees_all_close(got, expected, rtol=1e-6, atol=1e-7, custom_message=name)
 
 
 def test_inject_hyperparams_rate_can_be_changed_between_steps() -> None:
