@@ -197,11 +197,10 @@ def breast_cancer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y, result.x
 
 
-@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
 def test_logistic_regression_reaches_the_float64_minimizer(
     breast_cancer: tuple[np.ndarray, np.ndarray, np.ndarray],
-    make_tx: Callable[[], optax.GradientTransformation],
 ) -> None:
+    """newton() and newton_cg(), side by side in one compiled scan, reach scipy's minimizer."""
     X64, y64, reference = breast_cancer
     X, y = X64.astype(np.float32), y64.astype(np.float32)
 
@@ -210,17 +209,22 @@ def test_logistic_regression_reaches_the_float64_minimizer(
         return jnp.mean(jax.nn.softplus(z) - y * z) + 0.5 * LAMBDA * params["w"] @ params["w"]
 
     params = {"w": np.zeros(30, np.float32), "b": np.zeros((), np.float32)}
-    trajectory, state = run(make_tx(), loss, params, 14)
-    errors = [
-        np.max(np.abs(np.r_[np.asarray(p["w"]), float(p["b"])] - reference)) for p in trajectory
-    ]
-    steps = next(k for k, e in enumerate(errors) if e < 1e-4)
-    assert steps < 15
-    assert steps <= 8  # quadratic (newton) or superlinear (newton_cg) convergence: 7 steps each
-    assert max(errors[steps:]) < 1e-4  # and it stays there
-    chex.assert_trees_all_equal_shapes_and_dtypes(trajectory[-1], params)
-    assert int(newton_state(state).num_fallbacks) == 0
-    assert int(newton_state(state).num_negative_curvature) == 0
+    for name, (trajectory, state) in zip(
+        ["newton", "newton_cg"],
+        run_together([newton(), newton_cg()], loss, params, 14),
+        strict=True,
+    ):
+        errors = [
+            np.max(np.abs(np.r_[np.asarray(p["w"]), float(p["b"])] - reference)) for p in trajectory
+        ]
+        steps = next(k for k, e in enumerate(errors) if e < 1e-4)
+        assert steps < 15, name
+        # quadratic (newton) or superlinear (newton_cg) convergence: 7 steps each
+        assert steps <= 8, name
+        assert max(errors[steps:]) < 1e-4, name  # and it stays there
+        chex.assert_trees_all_equal_shapes_and_dtypes(trajectory[-1], params, custom_message=name)
+        assert int(newton_state(state).num_fallbacks) == 0, name
+        assert int(newton_state(state).num_negative_curvature) == 0, name
 
 
 # --- 3. Saddle points, singular and non-finite Hessians -----------------------------------------
@@ -251,24 +255,23 @@ def test_plain_newton_is_attracted_to_the_saddle() -> None:
     assert int(newton_state(state).num_fallbacks) == 0
 
 
-@pytest.mark.parametrize(
-    "make_tx",
-    [
-        lambda: newton(saddle_free=True),
-        lambda: newton(damping=3.0),  # > 2 = minus the smallest eigenvalue: H + 3I is SPD
-        lambda: newton_cg(),  # Steihaug: stops at negative curvature
-    ],
-    ids=["saddle_free", "damping", "newton_cg"],
-)
-def test_safe_options_escape_the_saddle_to_a_minimum(
-    make_tx: Callable[[], optax.GradientTransformation],
-) -> None:
-    trajectory, state = run(make_tx(), saddle, NEAR_SADDLE, 40)
-    assert all(np.all(np.isfinite(p)) for p in trajectory)
-    final = trajectory[-1]
-    np.testing.assert_allclose(np.asarray(final), [0.0, math.sqrt(2.0)], atol=1e-4)
-    assert float(saddle(final)) == pytest.approx(-1.0, abs=1e-6)
-    assert int(newton_state(state).num_fallbacks) == 0
+SAFE_OPTIONS: dict[str, optax.GradientTransformation] = {
+    "saddle_free": newton(saddle_free=True),
+    "damping": newton(damping=3.0),  # > 2 = minus the smallest eigenvalue: H + 3I is SPD
+    "newton_cg": newton_cg(),  # Steihaug: stops at negative curvature
+}
+
+
+def test_safe_options_escape_the_saddle_to_a_minimum() -> None:
+    """Each of ``SAFE_OPTIONS`` goes from near the saddle to a minimum (all of them side by side
+    in one compiled scan)."""
+    runs = run_together(list(SAFE_OPTIONS.values()), saddle, NEAR_SADDLE, 40)
+    for name, (trajectory, state) in zip(SAFE_OPTIONS, runs, strict=True):
+        assert all(np.all(np.isfinite(p)) for p in trajectory), name
+        final = trajectory[-1]
+        np.testing.assert_allclose(final, [0.0, math.sqrt(2.0)], atol=1e-4, err_msg=name)
+        assert float(saddle(final)) == pytest.approx(-1.0, abs=1e-6), name
+        assert int(newton_state(state).num_fallbacks) == 0, name
 
 
 def test_newton_cg_returns_the_gradient_at_negative_curvature() -> None:

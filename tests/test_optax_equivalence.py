@@ -75,11 +75,6 @@ def _run_together(
     return [np.stack([_flat(u) for u in run]) for run in _updates_together(txs, grads, params)]
 
 
-def _run(tx: optax.GradientTransformation, grads: list[Any], params: Any) -> np.ndarray:
-    """Feed ``grads`` through a jitted ``tx.update``; return the updates, one flat row per step."""
-    return _run_together([tx], grads, params)[0]
-
-
 def _check_each(names: Sequence[str], check: Callable[[str], None]) -> None:
     """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
     failed (so one failure does not hide the next)."""
