@@ -190,54 +190,67 @@ def test_inject_hyperparams_rate_can_be_changed_between_steps() -> None:
 # --- dtypes ------------------------------------------------------------------------------------
 
 
-def test_bf16_params_stay_bf16(alias_name: str) -> None:
-    tx = ALIASES[alias_name]()
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
-    ref_tx = ALIASES[alias_name]()
+def test_bf16_params_stay_bf16() -> None:
+    """Every alias on bf16 parameters and gradients keeps bf16 parameters and state and follows
+    its float32 trajectory; all the aliases, in both dtypes, run in one compiled step."""
+    txs = {name: make() for name, make in ALIASES.items()}
+    ref_txs = {name: make() for name, make in ALIASES.items()}
+    params16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
 
     @jax.jit
-    def step(params: Any, state: Any, ref_params: Any, ref_state: Any, g32: Any) -> Any:
-        """One step on the bf16 parameters (bf16 gradients) and on the float32 ones."""
-        updates, state = tx.update(jax.tree.map(lambda x: x.astype(jnp.bfloat16), g32), state)
-        ref_updates, ref_state = ref_tx.update(g32, ref_state)
-        return (
-            optax.apply_updates(params, updates),
-            state,
-            optax.apply_updates(ref_params, ref_updates),
-            ref_state,
+    def step(carry: dict[str, Any], g32: Any) -> dict[str, Any]:
+        """One step of each alias on the bf16 parameters (bf16 gradients) and on the float32
+        ones."""
+        g16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), g32)
+        out = {}
+        for name, tx in txs.items():
+            params, state, ref_params, ref_state = carry[name]
+            updates, state = tx.update(g16, state)
+            ref_updates, ref_state = ref_txs[name].update(g32, ref_state)
+            out[name] = (
+                optax.apply_updates(params, updates),
+                state,
+                optax.apply_updates(ref_params, ref_updates),
+                ref_state,
+            )
+        return out
+
+    carry = {
+        name: (params16, tx.init(params16), PARAMS, ref_txs[name].init(PARAMS))
+        for name, tx in txs.items()
+    }
+    for g in random_gradients(7, 5):
+        carry = step(carry, to_f32(g))
+    for name, (params, state, ref_params, _) in carry.items():
+        chex.assert_trees_all_equal_dtypes(params, params16, custom_message=name)
+        for leaf in jax.tree.leaves(state):
+            if jnp.issubdtype(leaf.dtype, jnp.floating):
+                assert leaf.dtype == jnp.bfloat16, name
+        params = jax.device_get(params)
+        chex.assert_tree_all_finite(params, custom_message=name)
+        # bf16 has 8 bits of mantissa: the trajectory follows the float32 one to about 1%.
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda p: p.astype(np.float32), params),
+            ref_params,
+            rtol=2e-2,
+            atol=2e-2,
+            custom_message=name,
         )
 
-    state, ref_params, ref_state = tx.init(params), PARAMS, ref_tx.init(PARAMS)
-    for g in random_gradients(7, 5):
-        params, state, ref_params, ref_state = step(params, state, ref_params, ref_state, to_f32(g))
-    chex.assert_trees_all_equal_dtypes(
-        params, jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
-    )
-    for leaf in jax.tree.leaves(state):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            assert leaf.dtype == jnp.bfloat16
-    params = jax.device_get(params)
-    chex.assert_tree_all_finite(params)
-    # bf16 has 8 bits of mantissa: the trajectory follows the float32 one to about 1%.
-    chex.assert_trees_all_close(
-        jax.tree.map(lambda p: p.astype(np.float32), params), ref_params, rtol=2e-2, atol=2e-2
-    )
 
-
-@pytest.mark.parametrize(
-    "factory",
-    [jl.momentum, jl.nag, jl.adagrad, jl.rmsprop, jl.adadelta, jl.adam],
-    ids=lambda f: f.__name__,
-)
-def test_accumulator_dtype_sets_state_dtype(factory: Callable[..., Any]) -> None:
+def test_accumulator_dtype_sets_state_dtype() -> None:
+    """``accumulator_dtype=float32`` on bf16 parameters: float32 state, bf16 updates, for every
+    alias that has state (all of them in one compiled function)."""
+    factories = [jl.momentum, jl.nag, jl.adagrad, jl.rmsprop, jl.adadelta, jl.adam]
+    txs = {f.__name__: f(0.1, accumulator_dtype=jnp.float32) for f in factories}
     params = jax.tree.map(lambda p: np.ones(p.shape, jnp.bfloat16), PARAMS)
-    tx = factory(0.1, accumulator_dtype=jnp.float32)
     g = jax.tree.map(lambda p: np.full(p.shape, 0.5, jnp.bfloat16), params)
-    updates, state = jax.jit(lambda g: tx.update(g, tx.init(params)))(g)
-    chex.assert_trees_all_equal_dtypes(updates, g)
-    float_leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-    assert float_leaves
-    assert all(x.dtype == jnp.float32 for x in float_leaves)
+    out = jax.jit(lambda g: {n: tx.update(g, tx.init(params)) for n, tx in txs.items()})(g)
+    for name, (updates, state) in out.items():
+        chex.assert_trees_all_equal_dtypes(updates, g, custom_message=name)
+        float_leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert float_leaves, name
+        assert all(x.dtype == jnp.float32 for x in float_leaves), name
 
 
 def test_float32_accumulators_keep_bf16_moving_averages_exact() -> None:
@@ -380,25 +393,36 @@ def test_mismatched_tree_structure_raises(name: str) -> None:
 # --- composition with optax and failure modes --------------------------------------------------
 
 
-def test_apply_if_finite_skips_nan_steps(layout: Wrap, alias_name: str) -> None:
-    tx = optax.apply_if_finite(layout(ALIASES[alias_name]()), max_consecutive_errors=3)
+def test_apply_if_finite_skips_nan_steps(layout: Wrap) -> None:
+    """Every alias (in every layout) inside ``optax.apply_if_finite``: a step with a NaN gradient
+    is skipped and counted, the inner state left as it was; all the aliases in one compiled
+    function."""
+    txs = {
+        name: optax.apply_if_finite(layout(make()), max_consecutive_errors=3)
+        for name, make in ALIASES.items()
+    }
     g = to_f32(random_gradients(8, 1)[0])
     bad = jax.tree.map(lambda x: np.asarray(x).copy(), g)
     for x in jax.tree.leaves(bad):
         x[(0,) * x.ndim] = np.nan
 
     @jax.jit
-    def good_then_bad(g: Any, bad: Any) -> tuple[Any, Any, Any]:
-        """A finite step, then a step with NaN gradients: the state between, the second
-        step's updates and state."""
-        _, state = tx.update(g, tx.init(PARAMS))
-        updates, new_state = tx.update(bad, state)
-        return state, updates, new_state
+    def good_then_bad(g: Any, bad: Any) -> dict[str, tuple[Any, Any, Any]]:
+        """For each alias: a finite step, then a step with NaN gradients; the state between, the
+        second step's updates and state."""
+        out = {}
+        for name, tx in txs.items():
+            _, state = tx.update(g, tx.init(PARAMS))
+            updates, new_state = tx.update(bad, state)
+            out[name] = (state, updates, new_state)
+        return out
 
-    state, updates, new_state = good_then_bad(g, bad)
-    chex.assert_trees_all_equal(updates, jax.tree.map(np.zeros_like, updates))
-    chex.assert_trees_all_equal(new_state.inner_state, state.inner_state)
-    assert int(new_state.notfinite_count) == 1
+    for name, (state, updates, new_state) in good_then_bad(g, bad).items():
+        chex.assert_trees_all_equal(
+            updates, jax.tree.map(np.zeros_like, updates), custom_message=name
+        )
+        chex.assert_trees_all_equal(new_state.inner_state, state.inner_state, custom_message=name)
+        assert int(new_state.notfinite_count) == 1, name
 
 
 def test_step_counter_saturates() -> None:
