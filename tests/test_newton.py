@@ -91,10 +91,10 @@ def random_spd_quadratic() -> np.ndarray:
 
 
 def steps_to_reach(
-    tx: optax.GradientTransformation, loss: Loss, theta0: jax.Array, tol: float, max_steps: int
+    tx: optax.GradientTransformation, loss: Loss, theta0: np.ndarray, tol: float, max_steps: int
 ) -> int:
     """Steps until |theta| <= tol |theta0| (the minimizer is 0), counted in one compiled loop."""
-    target = tol * jnp.linalg.norm(theta0)
+    target = tol * np.linalg.norm(theta0)  # theta0 is a NumPy array
 
     def cond(carry: tuple[jax.Array, Any, jax.Array]) -> jax.Array:
         theta, _, k = carry
