@@ -300,49 +300,50 @@ def test_explicit_dtype(name: str) -> None:
             assert optax.tree_utils.tree_get(state, field).dtype == expected
 
 
-DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128"]
-
-
-# The unit tier checks one float of each width class (bfloat16, float32) and complex64; the other
-# widths join in the integration tier.
+# The unit tier checks one float of each width class (bfloat16, float32) and complex64, in one
+# compiled function; the other widths join in the integration tier.
 @pytest.mark.parametrize(
-    "dtype",
+    "dtypes",
     [
-        dtype
-        if dtype in ("bfloat16", "float32", "complex64")
-        else pytest.param(dtype, marks=pytest.mark.integration)
-        for dtype in DTYPES
+        pytest.param(("bfloat16", "float32", "complex64"), id="bfloat16-float32-complex64"),
+        pytest.param(("float16",), id="float16", marks=pytest.mark.integration),
+        pytest.param(
+            ("float64", "complex128"), id="float64-complex128", marks=pytest.mark.integration
+        ),
     ],
 )
-def test_state_shape_dtype_stability_under_cond(dtype: str) -> None:
+def test_state_shape_dtype_stability_under_cond(dtypes: tuple[str, ...]) -> None:
     """optax's check: an update under ``lax.cond`` (whose branches must agree on types) keeps the
-    parameters' dtype and the state's shapes and dtypes; every transform in one compilation."""
-    with enable_x64() if dtype in ("float64", "complex128") else contextlib.nullcontext():
-        dt = jnp.dtype(dtype)
-        start, _, loss = parabola(dt)
+    parameters' dtype and the state's shapes and dtypes; every transform and every dtype of
+    ``dtypes`` in one compilation."""
+    with enable_x64() if "float64" in dtypes else contextlib.nullcontext():
+        problems = {dtype: parabola(jnp.dtype(dtype)) for dtype in dtypes}
         txs = {name: make() for name, make in DISTINCT.items()}
+        keys = {f"{dtype}/{name}": (dtype, name) for dtype in dtypes for name in txs}
 
         @jax.jit
         def step(params: dict[str, Any], states: dict[str, Any]) -> tuple[Any, Any]:
             cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
             out_p, out_s = {}, {}
-            for name, tx in txs.items():
-                g = jnp.conj(jax.grad(loss)(params[name]))
+            for key, (dtype, name) in keys.items():
+                tx, loss = txs[name], problems[dtype][2]
+                g = jnp.conj(jax.grad(loss)(params[key]))
                 updates, state = jax.lax.cond(
                     cond,
-                    lambda tx=tx, g=g, name=name: tx.update(g, states[name], params[name]),
-                    lambda name=name: (jnp.zeros_like(params[name]), states[name]),
+                    lambda tx=tx, g=g, key=key: tx.update(g, states[key], params[key]),
+                    lambda key=key: (jnp.zeros_like(params[key]), states[key]),
                 )
-                out_p[name] = optax.apply_updates(params[name], updates)
-                out_s[name] = jax.lax.cond(cond, lambda s=state: s, lambda n=name: states[n])
+                out_p[key] = optax.apply_updates(params[key], updates)
+                out_s[key] = jax.lax.cond(cond, lambda s=state: s, lambda k=key: states[k])
             return out_p, out_s
 
-        params = dict.fromkeys(txs, start)
-        states = {name: tx.init(start) for name, tx in txs.items()}
+        params = {key: problems[dtype][0] for key, (dtype, _) in keys.items()}
+        states = {key: txs[name].init(params[key]) for key, (_, name) in keys.items()}
         for _ in range(2):
             new_params, new_states = step(params, states)
             chex.assert_trees_all_equal_shapes_and_dtypes(new_states, states)
-            assert all(p.dtype == dt for p in new_params.values())
+            for key, (dtype, _) in keys.items():
+                assert new_params[key].dtype == jnp.dtype(dtype), key
             params, states = new_params, new_states
 
 
