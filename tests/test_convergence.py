@@ -36,8 +36,9 @@ def minimize(
     tx: optax.GradientTransformation,
     x0: jax.Array,
     num_steps: int,
-) -> tuple[jax.Array, jax.Array]:
-    """Run ``num_steps`` updates in one compiled ``lax.scan``; return final point and loss curve."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run ``num_steps`` updates in one compiled ``lax.scan``; return the final point, the loss
+    curve (the loss before each step) and the loss at the final point."""
 
     def step(carry: Any, _: None) -> tuple[Any, jax.Array]:
         p, state = carry
@@ -46,11 +47,12 @@ def minimize(
         return (optax.apply_updates(p, updates), state), value
 
     @jax.jit
-    def run(p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def run(p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         (p, _), values = jax.lax.scan(step, (p, tx.init(p)), None, length=num_steps)
-        return p, values
+        return p, values, loss(p)
 
-    return run(x0)
+    p, values, final = jax.device_get(run(x0))
+    return p, values, float(final)
 
 
 PARABOLA: dict[str, tuple[optax.GradientTransformation, int]] = {
@@ -83,22 +85,22 @@ def test_every_alias_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(PARABOLA))
 def test_converges_on_parabola(name: str) -> None:
     tx, num_steps = PARABOLA[name]
-    p, values = minimize(parabola, tx, jnp.array([-2.0, 1.0]), num_steps)
+    p, values, final = minimize(parabola, tx, np.array([-2.0, 1.0], np.float32), num_steps)
     assert np.all(np.isfinite(values))
     np.testing.assert_allclose(p, [1.0, -2.0], atol=1e-3)
-    assert float(parabola(p)) < 1e-5 * float(values[0])
+    assert final < 1e-5 * float(values[0])
 
 
 @pytest.mark.parametrize("name", sorted(ROSENBROCK))
 def test_converges_on_rosenbrock(name: str) -> None:
     tx, num_steps = ROSENBROCK[name]
-    p, values = minimize(rosenbrock, tx, jnp.array([-1.2, 1.0]), num_steps)
+    p, values, final = minimize(rosenbrock, tx, np.array([-1.2, 1.0], np.float32), num_steps)
     assert np.all(np.isfinite(values))
     np.testing.assert_allclose(p, [1.0, 1.0], atol=1e-3)
-    assert float(rosenbrock(p)) < 1e-6
+    assert final < 1e-6
 
 
 def test_adadelta_default_descends_rosenbrock() -> None:
     """At its defaults AdaDelta is slow on Rosenbrock but always goes downhill, never up."""
-    p, values = minimize(rosenbrock, jl.adadelta(), jnp.array([-1.2, 1.0]), 2_000)
-    assert float(rosenbrock(p)) < float(values[0])
+    _, values, final = minimize(rosenbrock, jl.adadelta(), np.array([-1.2, 1.0], np.float32), 2_000)
+    assert final < float(values[0])

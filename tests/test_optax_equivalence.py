@@ -10,9 +10,8 @@ schedule (the rate lives inside our velocity, outside optax's), and the sign of
 
 from __future__ import annotations
 
-import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -43,20 +42,49 @@ def _params() -> Any:
     return to_f32(random_tree(np.random.default_rng(1234)))
 
 
-def _run(tx: optax.GradientTransformation, grads: list[Any], params: Any) -> np.ndarray:
-    """Feed ``grads`` through a jitted ``tx.update``; return the updates, one flat row per step.
+def _updates_together(
+    txs: Sequence[optax.GradientTransformation], grads: list[Any], params: Any
+) -> list[list[Any]]:
+    """Feed ``grads`` through every transform of ``txs``, one jitted step of all of them per
+    gradient (one compiled program for all): for each transform, the update trees of every step.
 
-    Also checks what every step must preserve: the gradients' tree structure and float32 dtype.
+    Also checks what every step must preserve: the gradients' tree structure and dtype.
     """
-    state = tx.init(params)
-    step = jax.jit(tx.update)
-    rows = []
+
+    @jax.jit
+    def step(g: Any, states: list[Any]) -> tuple[list[Any], list[Any]]:
+        out = [tx.update(g, state, params) for tx, state in zip(txs, states, strict=True)]
+        return [u for u, _ in out], [state for _, state in out]
+
+    states = [tx.init(params) for tx in txs]
+    runs: list[list[Any]] = [[] for _ in txs]
     for g in grads:
-        updates, state = step(g, state, params)
-        assert jax.tree.structure(updates) == jax.tree.structure(g)
-        assert all(u.dtype == jnp.float32 for u in jax.tree.leaves(updates))
-        rows.append(_flat(updates))
-    return np.stack(rows)
+        updates, states = step(g, states)
+        for run, u in zip(runs, updates, strict=True):
+            assert jax.tree.structure(u) == jax.tree.structure(g)
+            assert [x.dtype for x in jax.tree.leaves(u)] == [x.dtype for x in jax.tree.leaves(g)]
+            run.append(u)
+    return runs
+
+
+def _run_together(
+    txs: Sequence[optax.GradientTransformation], grads: list[Any], params: Any
+) -> list[np.ndarray]:
+    """Every transform of ``txs`` on ``grads`` in one jitted step (see :func:`_updates_together`):
+    for each, the updates as one flat float64 row per step."""
+    return [np.stack([_flat(u) for u in run]) for run in _updates_together(txs, grads, params)]
+
+
+def _check_each(names: Sequence[str], check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
+    failed (so one failure does not hide the next)."""
+    failures = []
+    for name in names:
+        try:
+            check(name)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures)
 
 
 def _assert_same_updates(
@@ -187,24 +215,25 @@ PAIRS: dict[str, tuple[Factory, Factory, float, bool]] = {
 }
 
 
-@functools.cache
-def _peer_updates(name: str) -> np.ndarray:
-    """The optax peer's updates for ``PAIRS[name]``: computed once, shared by every layout."""
-    updates = _run(PAIRS[name][1](), _gradients(), _params())
-    updates.flags.writeable = False
-    return updates
+def test_same_updates_as_optax_peer(layout: Wrap) -> None:
+    """Each of ours in ``PAIRS`` (in every layout) against its optax peer, which runs as it is.
+    All of them run side by side in one compiled step."""
+    txs = [
+        tx
+        for make_ours, make_peer, *_ in PAIRS.values()
+        for tx in (layout(make_ours()), make_peer())
+    ]
+    runs = _run_together(txs, _gradients(), _params())
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(PAIRS)}
 
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        _, _, rtol, cancellation = PAIRS[name]
+        assert np.all(np.isfinite(ours))
+        assert np.any(ours != 0)
+        _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
 
-@pytest.mark.parametrize("name", sorted(PAIRS))
-def test_same_updates_as_optax_peer(layout: Wrap, name: str) -> None:
-    """Ours (in every layout) against its optax peer, which runs as it is."""
-    make_ours, _, rtol, cancellation = PAIRS[name]
-    grads, params = _gradients(), _params()
-    ours = _run(layout(make_ours()), grads, params)
-    peer = _peer_updates(name)
-    assert np.all(np.isfinite(ours))
-    assert np.any(ours != 0)
-    _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
+    _check_each(sorted(PAIRS), check)
 
 
 def test_adagrad_default_eps_matches_optax_eps0_to_float32_precision() -> None:
@@ -219,11 +248,18 @@ def test_adagrad_default_eps_matches_optax_eps0_to_float32_precision() -> None:
     sum_of_squares = np.cumsum(np.stack([_flat(g) for g in grads]) ** 2, axis=0)
     assert eps / np.sqrt(sum_of_squares[sum_of_squares > 0].min()) < RTOL / 10
 
-    ours = _run(jl.adagrad(0.1, eps=eps), grads, params)
-    peer = _run(optax.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0), grads, params)
+    ours, peer, ours_eps0 = _run_together(
+        [
+            jl.adagrad(0.1, eps=eps),
+            optax.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0),
+            jl.adagrad(0.1, eps=0.0),
+        ],
+        grads,
+        params,
+    )
     _assert_same_updates(ours, peer)
     # and eps does something: it is not silently ignored.
-    assert not np.array_equal(ours, _run(jl.adagrad(0.1, eps=0.0), grads, params))
+    assert not np.array_equal(ours, ours_eps0)
 
 
 # --- Momentum and NAG under a schedule: where and why they differ from optax -----------------
@@ -274,8 +310,14 @@ def test_under_a_schedule_our_velocity_keeps_each_steps_rate(nesterov: bool) -> 
     """
     grads, params = _gradients(seed=5), _params()
     make = jl.nag if nesterov else jl.momentum
-    ours = _run(make(STEP_SCHEDULE, momentum=GAMMA), grads, params)
-    peer = _run(optax.sgd(STEP_SCHEDULE, momentum=GAMMA, nesterov=nesterov), grads, params)
+    ours, peer = _run_together(
+        [
+            make(STEP_SCHEDULE, momentum=GAMMA),
+            optax.sgd(STEP_SCHEDULE, momentum=GAMMA, nesterov=nesterov),
+        ],
+        grads,
+        params,
+    )
 
     eta = np.array([float(STEP_SCHEDULE(t)) for t in range(NUM_STEPS)])
     assert eta[DROP_AT - 1] == pytest.approx(10 * eta[DROP_AT])
@@ -319,11 +361,18 @@ def test_constant_schedule_agrees_with_optax(nesterov: bool) -> None:
 
     grads, params = _gradients(), _params()
     make = jl.nag if nesterov else jl.momentum
-    ours = _run(make(constant, momentum=GAMMA), grads, params)
-    peer = _run(optax.sgd(constant, momentum=GAMMA, nesterov=nesterov), grads, params)
+    ours, peer, ours_number = _run_together(
+        [
+            make(constant, momentum=GAMMA),
+            optax.sgd(constant, momentum=GAMMA, nesterov=nesterov),
+            make(0.05, momentum=GAMMA),
+        ],
+        grads,
+        params,
+    )
     _assert_same_updates(ours, peer, cancellation=True)
     # and it is the same as passing the number itself.
-    _assert_same_updates(ours, _run(make(0.05, momentum=GAMMA), grads, params), cancellation=True)
+    _assert_same_updates(ours, ours_number, cancellation=True)
 
 
 # --- AdaDelta's sign --------------------------------------------------------------------------
@@ -339,27 +388,32 @@ def test_adadelta_default_descends_where_optax_default_climbs() -> None:
     only the sign differs.
     """
 
-    def loss(p: Any) -> jax.Array:
-        return 0.5 * optax.tree.norm(p, squared=True)
+    def loss(p: Any) -> Any:
+        """Half the squared norm of a tree of JAX or NumPy arrays."""
+        return 0.5 * sum((x**2).sum() for x in jax.tree.leaves(p))
 
     params0 = to_f32(random_tree(np.random.default_rng(7)))
-    loss0 = float(loss(params0))
+    loss0 = float(loss(jax.device_get(params0)))
+    txs = [jl.adadelta(), optax.adadelta()]
 
-    def train(tx: optax.GradientTransformation, num_steps: int) -> tuple[float, Any]:
-        @jax.jit
-        def step(params: Any, state: Any) -> tuple[Any, Any, Any]:
-            updates, state = tx.update(jax.grad(loss)(params), state, params)
-            return optax.apply_updates(params, updates), state, updates
+    @jax.jit
+    def step(params: list[Any], states: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+        """One step of each of ``txs``, on its own parameters."""
+        out = [
+            tx.update(jax.grad(loss)(p), state, p)
+            for tx, p, state in zip(txs, params, states, strict=True)
+        ]
+        updates = [u for u, _ in out]
+        new_params = [optax.apply_updates(p, u) for p, u in zip(params, updates, strict=True)]
+        return new_params, [state for _, state in out], updates
 
-        params, state = params0, tx.init(params0)
-        first = None
-        for _ in range(num_steps):
-            params, state, updates = step(params, state)
-            first = updates if first is None else first
-        return float(loss(params)), first
-
-    ours_loss, ours_first = train(jl.adadelta(), 50)
-    optax_loss, optax_first = train(optax.adadelta(), 50)
+    params, states = [params0, params0], [tx.init(params0) for tx in txs]
+    first = None
+    for _ in range(50):
+        params, states, updates = step(params, states)
+        first = updates if first is None else first
+    ours_first, optax_first = first
+    ours_loss, optax_loss = (float(loss(p)) for p in jax.device_get(params))
 
     np.testing.assert_allclose(_flat(ours_first), -_flat(optax_first), rtol=2e-6, atol=0)
     # (observed: 17.0 at the start, 12.6 for ours, 31.7 for optax's)
@@ -477,14 +531,23 @@ ARGUMENT_PAIRS: dict[str, tuple[Factory, Factory, bool]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(ARGUMENT_PAIRS))
-def test_optax_arguments_give_optax_numbers(name: str) -> None:
-    make_ours, make_peer, cancellation = ARGUMENT_PAIRS[name]
-    grads, params = _gradients(), _params()
-    ours = _run(make_ours(), grads, params)
-    peer = _run(make_peer(), grads, params)
-    assert np.all(np.isfinite(ours))
-    _assert_same_updates(ours, peer, rtol=RTOL, cancellation=cancellation)
+def test_optax_arguments_give_optax_numbers() -> None:
+    """Each of ours in ``ARGUMENT_PAIRS`` against its optax namesake at the same arguments, all of
+    them side by side in one compiled step."""
+    txs = [
+        tx
+        for make_ours, make_peer, _ in ARGUMENT_PAIRS.values()
+        for tx in (make_ours(), make_peer())
+    ]
+    runs = _run_together(txs, _gradients(), _params())
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(ARGUMENT_PAIRS)}
+
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        assert np.all(np.isfinite(ours))
+        _assert_same_updates(ours, peer, rtol=RTOL, cancellation=ARGUMENT_PAIRS[name][2])
+
+    _check_each(sorted(ARGUMENT_PAIRS), check)
 
 
 # The building blocks that share a name with optax: every optax argument exists here, with the
@@ -560,26 +623,28 @@ COMPLEX_PAIRS: dict[str, tuple[Factory, Factory]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(COMPLEX_PAIRS))
-def test_complex_gradients_give_optax_numbers(name: str) -> None:
+def test_complex_gradients_give_optax_numbers() -> None:
     """|g|^2 = g conj(g), not g * g: optax's numbers on complex64 gradients (issue seen: Adam
-    ended at 1 - 2.67j instead of 1 + 1j on optax's complex parabola)."""
+    ended at 1 - 2.67j instead of 1 + 1j on optax's complex parabola). Every pair of
+    ``COMPLEX_PAIRS`` runs side by side in one compiled step."""
     rng = np.random.default_rng(5)
-    params = jnp.asarray(rng.standard_normal(6) + 1j * rng.standard_normal(6), jnp.complex64)
+    params = (rng.standard_normal(6) + 1j * rng.standard_normal(6)).astype(np.complex64)
     grads = [
-        jnp.asarray(rng.standard_normal(6) + 1j * rng.standard_normal(6), jnp.complex64)
+        (rng.standard_normal(6) + 1j * rng.standard_normal(6)).astype(np.complex64)
         for _ in range(10)
     ]
-    make_ours, make_peer = COMPLEX_PAIRS[name]
-    runs = []
-    for tx in (make_ours(), make_peer()):
-        state, step, rows = tx.init(params), jax.jit(tx.update), []
-        for g in grads:
-            updates, state = step(g, state, params)
-            assert updates.dtype == jnp.complex64
-            rows.append(np.asarray(updates))
-        runs.append(np.stack(rows))
-    np.testing.assert_allclose(runs[0], runs[1], rtol=2e-6, atol=2e-6 * np.abs(runs[1]).max())
+    txs = [
+        tx for make_ours, make_peer in COMPLEX_PAIRS.values() for tx in (make_ours(), make_peer())
+    ]
+    # _updates_together checks that every update is complex64, the gradients' dtype.
+    runs = [np.stack(run) for run in _updates_together(txs, grads, params)]
+    updates = {name: (runs[2 * i], runs[2 * i + 1]) for i, name in enumerate(COMPLEX_PAIRS)}
+
+    def check(name: str) -> None:
+        ours, peer = updates[name]
+        np.testing.assert_allclose(ours, peer, rtol=2e-6, atol=2e-6 * np.abs(peer).max())
+
+    _check_each(sorted(COMPLEX_PAIRS), check)
 
 
 @pytest.mark.parametrize(
@@ -613,10 +678,17 @@ def test_integer_parameters_get_optax_float_updates(ours: Factory, peer: Factory
     ``optax.apply_updates`` casts the sum back to the parameters' integers). Compared on the first
     step: after it optax's own integer state truncates its moving averages (ours keeps them in
     float32, the compute dtype)."""
-    params = jnp.array([3, -2, 5], jnp.int32)
-    grads = jnp.array([2, -1, 4], jnp.int32)
-    got, state = ours().update(grads, ours().init(params), params)
-    expected, _ = peer().update(grads, peer().init(params), params)
+    params = np.array([3, -2, 5], np.int32)
+    grads = np.array([2, -1, 4], np.int32)
+    tx, peer_tx = ours(), peer()
+
+    @jax.jit
+    def first_updates() -> tuple[jax.Array, Any, jax.Array]:
+        """Ours (with its new state) and optax's first update."""
+        got, state = tx.update(grads, tx.init(params), params)
+        return got, state, peer_tx.update(grads, peer_tx.init(params), params)[0]
+
+    got, state, expected = first_updates()
     assert got.dtype == expected.dtype == jnp.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert all(jnp.issubdtype(x.dtype, jnp.inexact) for x in jax.tree.leaves(state) if x.ndim)
@@ -682,8 +754,10 @@ def test_centered_bias_corrected_gives_optax_numbers(name: str) -> None:
     """
     make_ours, make_peer, scale, decay, eps, eps_in_sqrt = CENTERED_BIAS_CORRECTED[name]
     grads, params = _gradients(), _params()
-    ours = _run(make_ours(), grads, params)
-    peer = _run(make_peer(), grads, params)
+    off_tx = optax.scale_by_stddev(  # optax at a 1% different decay, checked at the end
+        decay * 0.99, eps, eps_in_sqrt=eps_in_sqrt, bias_correction=True
+    )
+    ours, peer, off = _run_together([make_ours(), make_peer(), off_tx], grads, params)
     assert np.all(np.isfinite(ours))
 
     G = np.stack([_flat(g) for g in grads])  # (steps, entries), float64
@@ -715,11 +789,6 @@ def test_centered_bias_corrected_gives_optax_numbers(name: str) -> None:
     bound = abs(scale) * np.abs(G) / (np.sqrt(eps) if eps_in_sqrt else eps)
     assert np.all(np.abs(ours) <= bound * (1 + 1e-6))
     # The comparison can fail: optax at a 1% different decay is far outside the tolerance.
-    off = _run(
-        optax.scale_by_stddev(decay * 0.99, eps, eps_in_sqrt=eps_in_sqrt, bias_correction=True),
-        grads,
-        params,
-    )
     assert np.mean(np.abs(scale * off - peer)[finite] > (tolerance * np.abs(peer))[finite]) > 0.5
 
 
@@ -737,16 +806,10 @@ def test_centered_variance_rounding_below_zero_gives_no_nan(eps_in_sqrt: bool) -
     themselves are rounding noise in both libraries (the variance is 0), so they are not compared.
     """
     eps = 1e-8
-    g = jnp.array([0.3, 1.7, 1e3, 0.1, -2.5, 7.0], jnp.float32)
+    g = np.array([0.3, 1.7, 1e3, 0.1, -2.5, 7.0], np.float32)
     kwargs = {"eps_in_sqrt": eps_in_sqrt, "bias_correction": True}
-    runs = []
-    for tx in (jl.scale_by_stddev(0.9, eps, **kwargs), optax.scale_by_stddev(0.9, eps, **kwargs)):
-        state, step, rows = tx.init(g), jax.jit(tx.update), []
-        for _ in range(NUM_STEPS):
-            updates, state = step(g, state)
-            rows.append(np.asarray(updates, np.float64))
-        runs.append(np.stack(rows))
-    ours, peer = runs
+    txs = [jl.scale_by_stddev(0.9, eps, **kwargs), optax.scale_by_stddev(0.9, eps, **kwargs)]
+    ours, peer = _run_together(txs, [g] * NUM_STEPS, g)  # a constant gradient
     assert not np.all(np.isfinite(peer))  # optax's NaN: the case is real
     assert np.all(np.isfinite(ours))
     bound = np.abs(np.asarray(g, np.float64)) / (np.sqrt(eps) if eps_in_sqrt else eps)
@@ -758,8 +821,9 @@ def test_centered_differs_from_plain_rmsprop() -> None:
     """``centered=True`` is not silently ignored: dividing by the standard deviation rather than
     the root mean square makes every nonzero update larger in magnitude (var <= nu)."""
     grads, params = _gradients(), _params()
-    plain = _run(jl.rmsprop(0.01), grads, params)
-    centered = _run(jl.rmsprop(0.01, centered=True), grads, params)
+    plain, centered = _run_together(
+        [jl.rmsprop(0.01), jl.rmsprop(0.01, centered=True)], grads, params
+    )
     nonzero = plain != 0
     assert np.all(np.abs(centered[nonzero]) >= np.abs(plain[nonzero]) * (1 - RTOL))
     assert np.median(np.abs(centered[nonzero]) / np.abs(plain[nonzero])) > 1.01

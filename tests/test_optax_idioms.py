@@ -153,27 +153,35 @@ NOT_CONVERGED: dict[tuple[str, str, str], str] = {
         ),
     ],
 )
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_optimization(name: str, target: Callable[..., Any], dtype: str) -> None:
-    tx = OPTIMIZERS[name]()
+def test_optimization(target: Callable[..., Any], dtype: str) -> None:
+    """10,000 jitted steps of every optimizer from optax's starting point reach the minimizer
+    (or do what ``NOT_CONVERGED`` says); all optimizers run side by side in one compiled loop."""
+    txs = {name: make() for name, make in OPTIMIZERS.items()}
     start, solution, loss = target(jnp.dtype(dtype))
-    state = tx.init(start)
-    state = optax.tree.map_params(tx, lambda v: v, state)  # a no-op map over the parameters
-    step = _descent_step(tx, loss)
+    # Each state goes through a no-op map over the parameters first.
+    states = {
+        name: optax.tree.map_params(tx, lambda v: v, tx.init(start)) for name, tx in txs.items()
+    }
+    steps = {name: _descent_step(tx, loss) for name, tx in txs.items()}
 
     @jax.jit
-    def run(p: jax.Array, state: Any) -> jax.Array:
-        return jax.lax.fori_loop(0, 10_000, lambda _, c: step(*c), (p, state))[0]
+    def run(params: dict[str, jax.Array], states: dict[str, Any]) -> dict[str, jax.Array]:
+        def body(_: jax.Array, carry: dict[str, Any]) -> dict[str, Any]:
+            return {name: step(*carry[name]) for name, step in steps.items()}
 
-    final = run(start, state)
-    assert final.dtype == start.dtype
-    case = (name, target.__name__, dtype)
-    if case not in NOT_CONVERGED:
-        chex.assert_trees_all_close(final, solution, rtol=3e-2, atol=3e-2)
-        return
-    chex.assert_tree_all_finite(final)
-    if NOT_CONVERGED[case] == "downhill":
-        assert float(loss(final)) < float(loss(start))
+        carry = {name: (params[name], states[name]) for name in txs}
+        return {name: p for name, (p, _) in jax.lax.fori_loop(0, 10_000, body, carry).items()}
+
+    finals = run(dict.fromkeys(txs, start), states)
+    for name, final in finals.items():
+        assert final.dtype == start.dtype, name
+        case = (name, target.__name__, dtype)
+        if case not in NOT_CONVERGED:
+            chex.assert_trees_all_close(final, solution, rtol=3e-2, atol=3e-2, custom_message=name)
+            continue
+        chex.assert_tree_all_finite(final)
+        if NOT_CONVERGED[case] == "downhill":
+            assert float(loss(final)) < float(loss(start)), name
 
 
 # --- the optax contract, per transform ------------------------------------------------------------
@@ -259,12 +267,11 @@ def test_preserve_dtype(dtype: str) -> None:
     """Updates come back in the gradients' dtype; integer gradients give float updates (as in
     optax: ``-lr * g`` is a float), never a truncated integer."""
     txs = {name: make() for name, make in ALL.items()}
-    params = jnp.array([1, 2], dtype)
-    grads = jnp.array([2, 4], dtype)
-    states = {name: tx.init(params) for name, tx in txs.items()}
+    params = np.array([1, 2], dtype)
+    grads = np.array([2, 4], dtype)
     updates = jax.jit(
-        lambda states: {n: tx.update(grads, states[n], params)[0] for n, tx in txs.items()}
-    )(states)
+        lambda: {n: tx.update(grads, tx.init(params), params)[0] for n, tx in txs.items()}
+    )()
     for name, u in updates.items():
         if dtype == "int32":
             assert u.dtype == jnp.float32, name
@@ -293,94 +300,93 @@ def test_explicit_dtype(name: str) -> None:
             assert optax.tree_utils.tree_get(state, field).dtype == expected
 
 
-DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128"]
-
-
-# The unit tier checks one float of each width class (bfloat16, float32) and complex64; the other
-# widths join in the integration tier.
+# The unit tier checks one float of each width class (bfloat16, float32) and complex64, in one
+# compiled function; the other widths join in the integration tier.
 @pytest.mark.parametrize(
-    "dtype",
+    "dtypes",
     [
-        dtype
-        if dtype in ("bfloat16", "float32", "complex64")
-        else pytest.param(dtype, marks=pytest.mark.integration)
-        for dtype in DTYPES
+        pytest.param(("bfloat16", "float32", "complex64"), id="bfloat16-float32-complex64"),
+        pytest.param(("float16",), id="float16", marks=pytest.mark.integration),
+        pytest.param(
+            ("float64", "complex128"), id="float64-complex128", marks=pytest.mark.integration
+        ),
     ],
 )
-def test_state_shape_dtype_stability_under_cond(dtype: str) -> None:
+def test_state_shape_dtype_stability_under_cond(dtypes: tuple[str, ...]) -> None:
     """optax's check: an update under ``lax.cond`` (whose branches must agree on types) keeps the
-    parameters' dtype and the state's shapes and dtypes; every transform in one compilation."""
-    with enable_x64() if dtype in ("float64", "complex128") else contextlib.nullcontext():
-        dt = jnp.dtype(dtype)
-        start, _, loss = parabola(dt)
+    parameters' dtype and the state's shapes and dtypes; every transform and every dtype of
+    ``dtypes`` in one compilation."""
+    with enable_x64() if "float64" in dtypes else contextlib.nullcontext():
+        problems = {dtype: parabola(jnp.dtype(dtype)) for dtype in dtypes}
         txs = {name: make() for name, make in DISTINCT.items()}
+        keys = {f"{dtype}/{name}": (dtype, name) for dtype in dtypes for name in txs}
 
         @jax.jit
         def step(params: dict[str, Any], states: dict[str, Any]) -> tuple[Any, Any]:
             cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
             out_p, out_s = {}, {}
-            for name, tx in txs.items():
-                g = jnp.conj(jax.grad(loss)(params[name]))
+            for key, (dtype, name) in keys.items():
+                tx, loss = txs[name], problems[dtype][2]
+                g = jnp.conj(jax.grad(loss)(params[key]))
                 updates, state = jax.lax.cond(
                     cond,
-                    lambda tx=tx, g=g, name=name: tx.update(g, states[name], params[name]),
-                    lambda name=name: (jnp.zeros_like(params[name]), states[name]),
+                    lambda tx=tx, g=g, key=key: tx.update(g, states[key], params[key]),
+                    lambda key=key: (jnp.zeros_like(params[key]), states[key]),
                 )
-                out_p[name] = optax.apply_updates(params[name], updates)
-                out_s[name] = jax.lax.cond(cond, lambda s=state: s, lambda n=name: states[n])
+                out_p[key] = optax.apply_updates(params[key], updates)
+                out_s[key] = jax.lax.cond(cond, lambda s=state: s, lambda k=key: states[k])
             return out_p, out_s
 
-        params = dict.fromkeys(txs, start)
-        states = {name: tx.init(start) for name, tx in txs.items()}
+        params = {key: problems[dtype][0] for key, (dtype, _) in keys.items()}
+        states = {key: txs[name].init(params[key]) for key, (_, name) in keys.items()}
         for _ in range(2):
             new_params, new_states = step(params, states)
             chex.assert_trees_all_equal_shapes_and_dtypes(new_states, states)
-            assert all(p.dtype == dt for p in new_params.values())
+            for key, (dtype, _) in keys.items():
+                assert new_params[key].dtype == jnp.dtype(dtype), key
             params, states = new_params, new_states
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_multi_steps(dtype: str) -> None:
     """optax's check: inside ``optax.MultiSteps(every_k_schedule=4)`` the first update is 0."""
-    params = jnp.array([1.0, 2.0], dtype)
-    grads = jax.grad(lambda x: jnp.sum(x**2))(params)
+    params = np.array([1.0, 2.0], dtype)
+    grads = 2 * params  # the gradient of sum(x^2)
     txs = {name: optax.MultiSteps(make(), every_k_schedule=4) for name, make in DISTINCT.items()}
-    states = {name: jax.jit(tx.init)(params) for name, tx in txs.items()}
     updates = jax.jit(
-        lambda states: {n: tx.update(grads, states[n], params)[0] for n, tx in txs.items()}
-    )(states)
+        lambda: {n: tx.update(grads, tx.init(params), params)[0] for n, tx in txs.items()}
+    )()
     for name, u in updates.items():
-        chex.assert_trees_all_equal(u, jnp.zeros_like(grads), custom_message=name)
+        chex.assert_trees_all_equal(u, np.zeros_like(grads), custom_message=name)
 
 
 def test_apply_if_finite_and_visible_non_finite_gradients() -> None:
     """A NaN gradient gives a non-finite update in every transform (the coordinate is not frozen
     silently), which is what ``optax.apply_if_finite`` relies on: wrapped, the step is skipped,
     counted, and the inner state is left as it was."""
-    params = jnp.array([1.0, 2.0, 3.0])
-    bad = jnp.array([jnp.nan, 1.0, -1.0])
-    good = jnp.array([0.5, 1.0, -1.0])
+    params = np.array([1.0, 2.0, 3.0], np.float32)
+    bad = np.array([np.nan, 1.0, -1.0], np.float32)
+    good = np.array([0.5, 1.0, -1.0], np.float32)
     plain = {name: make() for name, make in ALL.items()}
     wrapped = {name: optax.apply_if_finite(make(), 3) for name, make in ALL.items()}
 
     @jax.jit
-    def run(states: dict[str, Any], wrapped_states: dict[str, Any]) -> Any:
+    def run() -> Any:
         out = {}
         for name, tx in plain.items():
-            u_bad, _ = tx.update(bad, states[name], params)
+            u_bad, _ = tx.update(bad, tx.init(params), params)
             w = wrapped[name]
-            u_skip, s_skip = w.update(bad, wrapped_states[name], params)
+            wrapped_state = w.init(params)
+            u_skip, s_skip = w.update(bad, wrapped_state, params)
             u_good, _ = w.update(good, s_skip, params)
-            out[name] = (u_bad, u_skip, s_skip, u_good)
+            out[name] = (u_bad, u_skip, s_skip, u_good, wrapped_state)
         return out
 
-    states = {name: tx.init(params) for name, tx in plain.items()}
-    wrapped_states = {name: tx.init(params) for name, tx in wrapped.items()}
-    for name, (u_bad, u_skip, s_skip, u_good) in run(states, wrapped_states).items():
+    for name, (u_bad, u_skip, s_skip, u_good, wrapped_state) in run().items():
         assert not np.isfinite(u_bad[0]), name
-        chex.assert_trees_all_equal(u_skip, jnp.zeros_like(params), custom_message=name)
+        chex.assert_trees_all_equal(u_skip, np.zeros_like(params), custom_message=name)
         assert int(s_skip.notfinite_count) == 1, name
-        chex.assert_trees_all_equal(s_skip.inner_state, wrapped_states[name].inner_state)
+        chex.assert_trees_all_equal(s_skip.inner_state, wrapped_state.inner_state)
         chex.assert_tree_all_finite(u_good)
 
 
@@ -464,14 +470,21 @@ def test_float32_and_float64_leaves_keep_their_dtypes_under_x64() -> None:
     """optax's float64 check: with x64 enabled, a float32 and a float64 leaf in one tree keep
     their dtypes in the state and the parameters through an update (no promotion to float64)."""
     with enable_x64():
-        params = (jnp.array([1.0, 2.0], jnp.float32), jnp.array([3.0, 4.0], jnp.float64))
-        grads = (jnp.array([10.0, 21.0], jnp.float32), jnp.array([33.0, 42.0], jnp.float64))
+        params = (np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float64))
+        grads = (np.array([10.0, 21.0], np.float32), np.array([33.0, 42.0], np.float64))
         txs = {name: make() for name, make in ALL.items()}
-        states = jax.jit(lambda p: {n: tx.init(p) for n, tx in txs.items()})(params)
-        out = jax.jit(lambda s: {n: tx.update(grads, s[n], params) for n, tx in txs.items()})(
-            states
-        )
+
+        @jax.jit
+        def run() -> dict[str, tuple[Any, Any, Any]]:
+            """For each transform: its initial state, its new state, the updated parameters."""
+            out = {}
+            for name, tx in txs.items():
+                state = tx.init(params)
+                updates, new_state = tx.update(grads, state, params)
+                out[name] = (state, new_state, optax.apply_updates(params, updates))
+            return out
+
         dtypes = lambda tree: jax.tree.map(lambda x: x.dtype, tree)  # noqa: E731
-        for name, (updates, new_state) in out.items():
-            assert dtypes(new_state) == dtypes(states[name]), name
-            assert dtypes(optax.apply_updates(params, updates)) == dtypes(params), name
+        for name, (state, new_state, new_params) in run().items():
+            assert dtypes(new_state) == dtypes(state), name
+            assert dtypes(new_params) == dtypes(params), name

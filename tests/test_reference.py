@@ -313,8 +313,47 @@ def make_step(tx: Transform) -> Callable[..., Any]:
     return step
 
 
-def compare_with_reference(
-    tx: Transform,
+Trajectory = tuple[list[Any], list[Any]]  # the updates of every step, the parameters after it
+
+
+def run_together(txs: dict[str, Transform], grads: list[Any], params: Any) -> dict[str, Trajectory]:
+    """Every transform of ``txs`` from ``params`` over the stream ``grads``, one jitted step of all
+    of them per gradient (one compiled program for all): by name, the update of every step and
+    the parameters after it."""
+
+    @jax.jit
+    def step(g: Any, carry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        new_carry, updates = {}, {}
+        for name, tx in txs.items():
+            p, state = carry[name]
+            updates[name], state = tx.update(g, state, p)
+            new_carry[name] = (optax.apply_updates(p, updates[name]), state)
+        return new_carry, updates
+
+    carry = {name: (params, tx.init(params)) for name, tx in txs.items()}
+    out: dict[str, Trajectory] = {name: ([], []) for name in txs}
+    for g in grads:
+        carry, updates = step(g, carry)
+        for name in txs:
+            out[name][0].append(updates[name])
+            out[name][1].append(carry[name][0])
+    return out
+
+
+def check_each(names: list[str], check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
+    failed (so one failure does not hide the next)."""
+    failures = []
+    for name in names:
+        try:
+            check(name)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures)
+
+
+def check_trajectory(
+    trajectory: Trajectory,
     reference: Reference,
     eta: Callable[[int], float],
     grads: list[Any],
@@ -323,26 +362,46 @@ def compare_with_reference(
     sign: float = 1.0,
     rtol: float = RTOL,
     atol_fraction: float = ATOL_FRACTION,
-    step: Callable[..., Any] | None = None,
+    what: str = "",
 ) -> None:
-    """Run ``tx`` jitted on ``grads`` and check every update and every iterate.
+    """Check every update and every iterate of a run of the library against ``reference``.
 
-    ``grads`` and ``params`` are JAX trees in the dtype under test; the reference reads the same
+    ``grads`` and ``params`` are trees in the dtype under test; the reference reads the same
     values in float64. ``sign`` is -1 for a building block, which returns the descent direction
     (the reference's update at eta = 1, negated).
     """
-    step = step or make_step(tx)
-    state = tx.init(params)
     theta = flat(params)  # the reference's iterate, from the library's own starting point
     dtype = jax.tree.leaves(params)[0].dtype
-    for t, g in enumerate(grads):
-        updates, state, params = step(g, state, params)
+    for t, (g, updates, new_params) in enumerate(zip(grads, *trajectory, strict=True)):
         expected = sign * reference.step(flat(g), eta(t))
         theta = theta + expected
         assert jax.tree.structure(updates) == jax.tree.structure(g)
         assert {x.dtype for x in jax.tree.leaves(updates)} == {dtype}
-        assert_close(flat(updates), expected, rtol, atol_fraction, f"updates at step {t}")
-        assert_close(flat(params), theta, rtol, atol_fraction, f"parameters after step {t}")
+        assert_close(flat(updates), expected, rtol, atol_fraction, f"{what}updates at step {t}")
+        assert_close(flat(new_params), theta, rtol, atol_fraction, f"{what}parameters after {t}")
+
+
+def compare_with_reference(
+    tx: Transform,
+    reference: Reference,
+    eta: Callable[[int], float],
+    grads: list[Any],
+    params: Any,
+    *,
+    step: Callable[..., Any] | None = None,
+    **options: Any,
+) -> None:
+    """Run ``tx`` jitted on ``grads``, one ``step`` call per gradient (by default
+    :func:`make_step`), and check every update and every iterate (see :func:`check_trajectory`,
+    which takes the keyword ``options``)."""
+    step = step or make_step(tx)
+    state, p = tx.init(params), params
+    trajectory: Trajectory = ([], [])
+    for g in grads:
+        updates, state, p = step(g, state, p)
+        trajectory[0].append(updates)
+        trajectory[1].append(p)
+    check_trajectory(trajectory, reference, eta, grads, params, **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,22 +413,37 @@ def test_every_alias_has_a_reference() -> None:
     assert set(ALIASES) <= set(CASES)
 
 
-@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference(layout: Wrap, case: str, schedule: str) -> None:
-    """30 jitted float32 steps of each alias match the float64 lecture reference (in every
-    layout: the default and ``jl.packed``)."""
-    c = CASES[case]
-    make_lr, eta = SCHEDULES[schedule]
-    grads = to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=c.grad_scale))
+def test_alias_matches_reference(layout: Wrap) -> None:
+    """30 jitted float32 steps of each alias, at a constant and at each decaying learning rate,
+    match the float64 lecture reference (in every layout: the default and ``jl.packed``). All the
+    cases run side by side in one compiled program (one per gradient scale)."""
+    grads_by_scale = {
+        scale: to_f32(gradient_stream(seed=0, num_steps=NUM_STEPS, scale=scale))
+        for scale in sorted({c.grad_scale for c in CASES.values()})
+    }
     params = to_f32(random_tree(np.random.default_rng(1)))
-    compare_with_reference(
-        layout(c.make_tx(make_lr(c.eta0))),
-        c.make_reference(),
-        lambda t: eta(c.eta0, t),
-        grads,
-        params,
-    )
+    trajectories = {}
+    for scale, grads in grads_by_scale.items():
+        txs = {
+            f"{case}/{schedule}": layout(c.make_tx(make_lr(c.eta0)))
+            for case, c in CASES.items()
+            if c.grad_scale == scale
+            for schedule, (make_lr, _) in SCHEDULES.items()
+        }
+        trajectories.update(run_together(txs, grads, params))
+
+    def check(name: str) -> None:
+        case, schedule = name.split("/")
+        c, eta = CASES[case], SCHEDULES[schedule][1]
+        check_trajectory(
+            trajectories[name],
+            c.make_reference(),
+            lambda t: eta(c.eta0, t),
+            grads_by_scale[c.grad_scale],
+            params,
+        )
+
+    check_each(sorted(trajectories), check)
 
 
 BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]] = {
@@ -428,30 +502,50 @@ FLOAT64_LAYOUTS = [
 
 
 @pytest.mark.parametrize("layout", FLOAT64_LAYOUTS, indirect=True)
-@pytest.mark.parametrize("schedule", ["constant", "inverse_time_decay"])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_alias_matches_reference_in_float64(layout: Wrap, case: str, schedule: str) -> None:
-    """With 64-bit JAX and float64 parameters the library is as exact as the reference."""
-    c = CASES[case]
-    make_lr, eta = SCHEDULES[schedule]
-    grads_np = gradient_stream(seed=11, num_steps=NUM_STEPS, scale=c.grad_scale)
+def test_alias_matches_reference_in_float64(layout: Wrap) -> None:
+    """With 64-bit JAX and float64 parameters each alias is as exact as the reference, at a
+    constant and at a decaying learning rate. All the cases run side by side in one compiled
+    program (one per gradient scale)."""
+    grads_np = {
+        scale: gradient_stream(seed=11, num_steps=NUM_STEPS, scale=scale)
+        for scale in sorted({c.grad_scale for c in CASES.values()})
+    }
     params_np = random_tree(np.random.default_rng(4))
+    schedules = ("constant", "inverse_time_decay")
+    trajectories = {}
     with enable_x64():
-        grads = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads_np)
+        grads_by_scale = {
+            scale: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), grads)
+            for scale, grads in grads_np.items()
+        }
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params_np)
-        tx = layout(c.make_tx(make_lr(c.eta0)))
-        # Every floating-point leaf of the state is float64 too (the step counts are int32).
-        state_dtypes = {x.dtype for x in jax.tree.leaves(tx.init(params))}
-        assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}
-        compare_with_reference(
-            tx,
+        for scale, grads in grads_by_scale.items():
+            txs = {
+                f"{case}/{schedule}": layout(c.make_tx(SCHEDULES[schedule][0](c.eta0)))
+                for case, c in CASES.items()
+                if c.grad_scale == scale
+                for schedule in schedules
+            }
+            for name, tx in txs.items():
+                # Every floating-point leaf of the state is float64 (the step counts are int32).
+                state_dtypes = {x.dtype for x in jax.tree.leaves(jax.eval_shape(tx.init, params))}
+                assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}, name
+            trajectories.update(run_together(txs, grads, params))
+
+    def check(name: str) -> None:
+        case, schedule = name.split("/")
+        c, eta = CASES[case], SCHEDULES[schedule][1]
+        check_trajectory(
+            trajectories[name],
             c.make_reference(),
             lambda t: eta(c.eta0, t),
-            grads,
+            grads_by_scale[c.grad_scale],
             params,
             rtol=RTOL_F64,
             atol_fraction=ATOL_FRACTION_F64,
         )
+
+    check_each(sorted(trajectories), check)
 
 
 # The adaptive methods with hyperparameters drawn by hypothesis: (alias, reference) factories
