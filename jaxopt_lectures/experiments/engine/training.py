@@ -13,6 +13,7 @@ faster than seven programs with one run each.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -179,14 +180,33 @@ class _RunOutput(NamedTuple):
     checkpoints: Any
 
 
-def _epoch_batches(key: jax.Array, n_train: int, s: _Schedule) -> jax.Array:
-    """Indices of every mini-batch, shaped (evaluations, steps per evaluation, batch): every
-    epoch visits the training set in a fresh random order, dropping the remainder."""
+@functools.partial(jax.jit, static_argnums=1)
+def _epoch_keys(seed: jax.Array, epochs: int) -> jax.Array:
+    """The raw keys of every epoch's order: the seed's second subkey, split once per epoch."""
+    key_order = jax.random.split(jax.random.key(seed), 3)[1]
+    return jax.random.key_data(jax.random.split(key_order, epochs))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _permutation(key_data: jax.Array, n: int) -> jax.Array:
+    return jax.random.permutation(jax.random.wrap_key_data(key_data), n)
+
+
+def _batch_orders(seeds: Sequence[int], n_train: int, s: _Schedule) -> np.ndarray:
+    """Indices of every mini-batch, shaped (seeds, evaluations, steps per evaluation, batch):
+    every epoch visits the training set in a fresh random order, dropping the remainder.
+
+    Computed before the training program, by small programs that every :func:`train` call with
+    the same training-set size shares (the permutation) or that compile in a fraction of a
+    second (the keys): inside the training program the permutations (a sort per epoch) took a
+    fifth of its compile time. The keys are those the training program derives from the seed
+    (its second subkey, split once per epoch), so the orders are the same."""
     used = s.steps_per_epoch * s.batch_size
-    order = jax.vmap(lambda k: jax.random.permutation(k, n_train)[:used])(
-        jax.random.split(key, s.epochs)
-    )
-    return order.reshape(s.num_evals, s.eval_every, s.batch_size)
+    orders = np.empty((len(seeds), s.epochs, used), np.int32)
+    for i, seed in enumerate(seeds):
+        for epoch, key in enumerate(np.asarray(_epoch_keys(np.uint32(seed), s.epochs))):
+            orders[i, epoch] = np.asarray(_permutation(key, n_train))[:used]
+    return orders.reshape(len(seeds), s.num_evals, s.eval_every, s.batch_size)
 
 
 def _measure_fn(
@@ -233,17 +253,18 @@ def _train_one(
     run: TrainRun,
     learning_rate: jax.Array,
     seed: jax.Array,
+    batches: jax.Array,
     arrays: tuple[jax.Array, ...],
     s: _Schedule,
     probe: Probe | None,
 ) -> _RunOutput:
     """One seed at one learning rate (traceable): scan over evaluation periods of a scan over
-    steps, keeping the best-validation parameters; the test numbers of the best and the last."""
+    steps (the mini-batches' indices ``batches`` from :func:`_batch_orders`), keeping the
+    best-validation parameters; the test numbers of the best and the last."""
     x_train, y_train, _, _, x_test, y_test = arrays
     tx = run.optimizer(learning_rate)
-    key_init, key_order, key_dropout = jax.random.split(jax.random.key(seed), 3)
+    key_init, _, key_dropout = jax.random.split(jax.random.key(seed), 3)
     carry = init_carry(run.model, tx, key_init, x_train.shape[1], s.num_classes)
-    batches = _epoch_batches(key_order, x_train.shape[0], s)
     measure = _measure_fn(run, arrays, probe)
 
     def step(carry: TrainCarry, idx: jax.Array) -> tuple[TrainCarry, jax.Array]:
@@ -339,16 +360,21 @@ def train(
     unique = {id(d): d for d in datasets}
     slot = {key: i for i, key in enumerate(unique)}
 
-    def one_run(run: TrainRun, rates: jax.Array, seed_arr: jax.Array, arrays: Any) -> Any:
-        def single(lr: jax.Array, seed: jax.Array) -> _RunOutput:
-            return _train_one(run, lr, seed, arrays, s, probe)
+    def one_run(
+        run: TrainRun, rates: jax.Array, seed_arr: jax.Array, orders: jax.Array, arrays: Any
+    ) -> Any:
+        def single(lr: jax.Array, seed: jax.Array, batches: jax.Array) -> _RunOutput:
+            return _train_one(run, lr, seed, batches, arrays, s, probe)
 
-        return jax.vmap(jax.vmap(single, in_axes=(None, 0)), in_axes=(0, None))(rates, seed_arr)
+        per_seed = jax.vmap(single, in_axes=(None, 0, 0))
+        return jax.vmap(per_seed, in_axes=(0, None, None))(rates, seed_arr, orders)
 
     @jax.jit
-    def train_all(rates: list[jax.Array], seed_arr: jax.Array, all_arrays: list[Any]) -> list[Any]:
+    def train_all(
+        rates: list[jax.Array], seed_arr: jax.Array, orders: jax.Array, all_arrays: list[Any]
+    ) -> list[Any]:
         return [
-            one_run(run, r, seed_arr, all_arrays[slot[id(d)]])
+            one_run(run, r, seed_arr, orders, all_arrays[slot[id(d)]])
             for run, r, d in zip(runs, rates, datasets, strict=True)
         ]
 
@@ -356,8 +382,9 @@ def train(
     if any(r.ndim not in (1, 2) for r in rates):
         raise ValueError("train: learning_rates must be numbers or equal-length tuples of them")
     seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
+    orders = jnp.asarray(_batch_orders(seeds, len(datasets[0].x_train), s))
     arrays = [_arrays(d) for d in unique.values()]
-    outputs = timed("train", train_all, rates, seed_arr, arrays, timer=timer)
+    outputs = timed("train", train_all, rates, seed_arr, orders, arrays, timer=timer)
     return [_history(run, out, seeds, s) for run, out in zip(runs, outputs, strict=True)]
 
 
