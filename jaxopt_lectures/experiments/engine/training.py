@@ -196,15 +196,20 @@ def _batch_orders(seeds: Sequence[int], n_train: int, s: _Schedule) -> np.ndarra
     """Indices of every mini-batch, shaped (seeds, evaluations, steps per evaluation, batch):
     every epoch visits the training set in a fresh random order, dropping the remainder.
 
-    Computed before the training program, by small programs that every :func:`train` call with
-    the same training-set size shares (the permutation) or that compile in a fraction of a
-    second (the keys): inside the training program the permutations (a sort per epoch) took a
-    fifth of its compile time. The keys are those the training program derives from the seed
-    (its second subkey, split once per epoch), so the orders are the same."""
+    Computed before the training program, by two small programs that the :func:`train` calls
+    share (one per training-set size, one per power-of-two count of epochs): inside the training
+    program the permutations (a sort per epoch) took a fifth of its compile time. The keys: the
+    seed's second subkey (the training program takes the first for the initialization and the
+    third for dropout), split once per epoch."""
     used = s.steps_per_epoch * s.batch_size
+    # With JAX's partitionable threefry (the default) the first n keys of a split into more are
+    # the split into n: splitting into a power of two shares the program between epoch counts.
+    count = 1 << max(6, (s.epochs - 1).bit_length())
+    exact = not jax.config.jax_threefry_partitionable
     orders = np.empty((len(seeds), s.epochs, used), np.int32)
     for i, seed in enumerate(seeds):
-        for epoch, key in enumerate(np.asarray(_epoch_keys(np.uint32(seed), s.epochs))):
+        keys = np.asarray(_epoch_keys(np.uint32(seed), s.epochs if exact else count))
+        for epoch, key in enumerate(keys[: s.epochs]):
             orders[i, epoch] = np.asarray(_permutation(key, n_train))[:used]
     return orders.reshape(len(seeds), s.num_evals, s.eval_every, s.batch_size)
 
