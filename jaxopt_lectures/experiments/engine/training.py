@@ -205,7 +205,7 @@ def _batch_orders(seeds: Sequence[int], n_train: int, s: _Schedule) -> np.ndarra
     # With JAX's partitionable threefry (the default) the first n keys of a split into more are
     # the split into n: splitting into a power of two shares the program between epoch counts.
     count = 1 << max(6, (s.epochs - 1).bit_length())
-    exact = not jax.config.jax_threefry_partitionable
+    exact = not getattr(jax.config, "jax_threefry_partitionable", True)
     orders = np.empty((len(seeds), s.epochs, used), np.int32)
     for i, seed in enumerate(seeds):
         keys = np.asarray(_epoch_keys(np.uint32(seed), s.epochs if exact else count))
