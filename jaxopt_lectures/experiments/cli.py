@@ -233,35 +233,6 @@ def _compilation_cache() -> Iterator[None]:
             jax.config.update(name, value)
 
 
-CODEGEN_SPLIT = "--xla_cpu_parallel_codegen_split_count"
-
-
-@contextlib.contextmanager
-def _one_codegen_part() -> Iterator[None]:
-    """While the block runs, XLA:CPU compiles each program's machine code as one part instead of
-    splitting it for parallel code generation: the main job's programs are small, and splitting
-    them costs more than it gains (the benchmark ``benchmarks/bench_mainjob.py`` measures the
-    run's compile time). The numbers do not change: the same code is generated, in one piece.
-
-    JAX reads ``XLA_FLAGS`` once, when it starts its backends: when they have started already
-    (:func:`main` called from a program that computed something) or ``XLA_FLAGS`` sets the count
-    itself, nothing changes. ``XLA_FLAGS`` is restored afterwards."""
-    from jaxopt_lectures.xla_options import _backends_initialized
-
-    previous = os.environ.get("XLA_FLAGS")
-    if _backends_initialized() or CODEGEN_SPLIT in (previous or ""):
-        yield
-        return
-    os.environ["XLA_FLAGS"] = f"{previous or ''} {CODEGEN_SPLIT}=1".strip()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = previous
-
-
 def _progress(name: str, total: int, enabled: bool) -> Any:
     from jaxopt_lectures.experiments._deps import require
 
@@ -287,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_out_dir(out)
     data = _data_choice(args.data, args.seed)
     cache = contextlib.nullcontext() if args.no_cache else _compilation_cache()
-    with _one_codegen_part(), cache, _sigterm_as_interrupt():
+    with cache, _sigterm_as_interrupt():
         return _execute(Invocation(out, selected, args, data))
 
 
