@@ -13,6 +13,7 @@ faster than seven programs with one run each.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -179,14 +180,38 @@ class _RunOutput(NamedTuple):
     checkpoints: Any
 
 
-def _epoch_batches(key: jax.Array, n_train: int, s: _Schedule) -> jax.Array:
-    """Indices of every mini-batch, shaped (evaluations, steps per evaluation, batch): every
-    epoch visits the training set in a fresh random order, dropping the remainder."""
+@functools.partial(jax.jit, static_argnums=1)
+def _epoch_keys(seed: jax.Array, epochs: int) -> jax.Array:
+    """The raw keys of every epoch's order: the seed's second subkey, split once per epoch."""
+    key_order = jax.random.split(jax.random.key(seed), 3)[1]
+    return jax.random.key_data(jax.random.split(key_order, epochs))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _permutation(key_data: jax.Array, n: int) -> jax.Array:
+    return jax.random.permutation(jax.random.wrap_key_data(key_data), n)
+
+
+def _batch_orders(seeds: Sequence[int], n_train: int, s: _Schedule) -> np.ndarray:
+    """Indices of every mini-batch, shaped (seeds, evaluations, steps per evaluation, batch):
+    every epoch visits the training set in a fresh random order, dropping the remainder.
+
+    Computed before the training program, by two small programs that the :func:`train` calls
+    share (one per training-set size, one per power-of-two count of epochs): inside the training
+    program the permutations (a sort per epoch) took a fifth of its compile time. The keys: the
+    seed's second subkey (the training program takes the first for the initialization and the
+    third for dropout), split once per epoch."""
     used = s.steps_per_epoch * s.batch_size
-    order = jax.vmap(lambda k: jax.random.permutation(k, n_train)[:used])(
-        jax.random.split(key, s.epochs)
-    )
-    return order.reshape(s.num_evals, s.eval_every, s.batch_size)
+    # With JAX's partitionable threefry (the default) the first n keys of a split into more are
+    # the split into n: splitting into a power of two shares the program between epoch counts.
+    count = 1 << max(6, (s.epochs - 1).bit_length())
+    exact = not getattr(jax.config, "jax_threefry_partitionable", True)
+    orders = np.empty((len(seeds), s.epochs, used), np.int32)
+    for i, seed in enumerate(seeds):
+        keys = np.asarray(_epoch_keys(np.uint32(seed), s.epochs if exact else count))
+        for epoch, key in enumerate(keys[: s.epochs]):
+            orders[i, epoch] = np.asarray(_permutation(key, n_train))[:used]
+    return orders.reshape(len(seeds), s.num_evals, s.eval_every, s.batch_size)
 
 
 def _measure_fn(
@@ -233,32 +258,37 @@ def _train_one(
     run: TrainRun,
     learning_rate: jax.Array,
     seed: jax.Array,
+    batches: jax.Array,
     arrays: tuple[jax.Array, ...],
     s: _Schedule,
     probe: Probe | None,
 ) -> _RunOutput:
     """One seed at one learning rate (traceable): scan over evaluation periods of a scan over
-    steps, keeping the best-validation parameters; the test numbers of the best and the last."""
+    steps (the mini-batches' indices ``batches`` from :func:`_batch_orders`), keeping the
+    best-validation parameters; the test numbers of the best and the last."""
     x_train, y_train, _, _, x_test, y_test = arrays
     tx = run.optimizer(learning_rate)
-    key_init, key_order, key_dropout = jax.random.split(jax.random.key(seed), 3)
+    key_init, _, key_dropout = jax.random.split(jax.random.key(seed), 3)
     carry = init_carry(run.model, tx, key_init, x_train.shape[1], s.num_classes)
-    batches = _epoch_batches(key_order, x_train.shape[0], s)
     measure = _measure_fn(run, arrays, probe)
 
     def step(carry: TrainCarry, idx: jax.Array) -> tuple[TrainCarry, jax.Array]:
         key = jax.random.fold_in(key_dropout, carry.step)
         return train_step(run.model, tx, carry, (x_train[idx], y_train[idx], key))
 
-    first = measure(carry)
-    best0 = (first["val_loss"], jnp.zeros([], jnp.int32), carry.params, carry.bn_state)
+    # Evaluation 0 is the initialization: its period runs no steps. One scan over every
+    # evaluation traces the measurement once (a second copy before the loop doubled its share of
+    # the compile time); the branch's predicate is the same in every lane of the vmap, so it
+    # stays a branch and the training steps are those of a plain loop.
+    best0 = (jnp.zeros([]), jnp.zeros([], jnp.int32), carry.params, carry.bn_state)
     saved0, every = _checkpoint_buffers(carry, s)
 
     def period(state: tuple[TrainCarry, Any, Any, jax.Array], idx: jax.Array) -> tuple[Any, Any]:
         carry, best, saved, i = state
-        carry, _ = jax.lax.scan(step, carry, idx)
+        carry = jax.lax.cond(i > 0, lambda c: jax.lax.scan(step, c, idx)[0], lambda c: c, carry)
         m = measure(carry)
-        better = m["val_loss"] < best[0]  # NaN (a diverged run) never counts as better
+        # NaN (a diverged run) never counts as better; evaluation 0 is the first best.
+        better = (m["val_loss"] < best[0]) | (i == 0)
         best = jax.tree.map(
             lambda new, old: jnp.where(better, new, old),
             (m["val_loss"], i, carry.params, carry.bn_state),
@@ -275,10 +305,10 @@ def _train_one(
             )
         return (carry, best, saved, i + 1), m
 
+    periods = jnp.concatenate([batches[:1], batches])  # period 0's indices are not used
     (carry, best, saved, _), curves = jax.lax.scan(
-        period, (carry, best0, saved0, jnp.ones([], jnp.int32)), batches
+        period, (carry, best0, saved0, jnp.zeros([], jnp.int32)), periods
     )
-    curves = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, curves)
     _, best_index, best_params, best_bn = best
     pair = jax.tree.map(  # the best and the last parameters, tested in one vmap-ed forward pass
         lambda a, b: jnp.stack([a, b]), (best_params, best_bn), (carry.params, carry.bn_state)
@@ -341,16 +371,21 @@ def train(
     unique = {id(d): d for d in datasets}
     slot = {key: i for i, key in enumerate(unique)}
 
-    def one_run(run: TrainRun, rates: jax.Array, seed_arr: jax.Array, arrays: Any) -> Any:
-        def single(lr: jax.Array, seed: jax.Array) -> _RunOutput:
-            return _train_one(run, lr, seed, arrays, s, probe)
+    def one_run(
+        run: TrainRun, rates: jax.Array, seed_arr: jax.Array, orders: jax.Array, arrays: Any
+    ) -> Any:
+        def single(lr: jax.Array, seed: jax.Array, batches: jax.Array) -> _RunOutput:
+            return _train_one(run, lr, seed, batches, arrays, s, probe)
 
-        return jax.vmap(jax.vmap(single, in_axes=(None, 0)), in_axes=(0, None))(rates, seed_arr)
+        per_seed = jax.vmap(single, in_axes=(None, 0, 0))
+        return jax.vmap(per_seed, in_axes=(0, None, None))(rates, seed_arr, orders)
 
     @jax.jit
-    def train_all(rates: list[jax.Array], seed_arr: jax.Array, all_arrays: list[Any]) -> list[Any]:
+    def train_all(
+        rates: list[jax.Array], seed_arr: jax.Array, orders: jax.Array, all_arrays: list[Any]
+    ) -> list[Any]:
         return [
-            one_run(run, r, seed_arr, all_arrays[slot[id(d)]])
+            one_run(run, r, seed_arr, orders, all_arrays[slot[id(d)]])
             for run, r, d in zip(runs, rates, datasets, strict=True)
         ]
 
@@ -358,8 +393,9 @@ def train(
     if any(r.ndim not in (1, 2) for r in rates):
         raise ValueError("train: learning_rates must be numbers or equal-length tuples of them")
     seed_arr = jax.device_put(np.asarray(seeds, np.uint32))
+    orders = jax.device_put(_batch_orders(seeds, len(datasets[0].x_train), s))
     arrays = [_arrays(d) for d in unique.values()]
-    outputs = timed("train", train_all, rates, seed_arr, arrays, timer=timer)
+    outputs = timed("train", train_all, rates, seed_arr, orders, arrays, timer=timer)
     return [_history(run, out, seeds, s) for run, out in zip(runs, outputs, strict=True)]
 
 
