@@ -1,7 +1,7 @@
 """Command line: ``python -m jaxopt_lectures`` (also installed as ``jaxopt-lectures``).
 
-Reproduces the lecture: ``python -m jaxopt_lectures run --out lecture-results`` (``--quick`` for a
-run of well under a minute, ``list`` for the experiments). See
+Reproduces the lecture: ``python -m jaxopt_lectures run --out lecture-results`` (``--quick`` for
+smaller settings, ``list`` for the experiments). See
 :mod:`jaxopt_lectures.experiments.cli`.
 """
 

@@ -86,7 +86,10 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (see 'list')")
     run.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     run.add_argument(
-        "--quick", action="store_true", help="smaller settings: everything in well under a minute"
+        "--quick",
+        action="store_true",
+        help="smaller settings: every claim measured in about half the full run's time "
+        "(times in docs/performance.md)",
     )
     run.add_argument(
         "--seed",
