@@ -70,7 +70,6 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -82,6 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from _machine import Results, describe_machine, load_average, load_averages
+from _worker import Worker
 
 import jaxopt_lectures as jl
 
@@ -430,45 +430,16 @@ def worker_main() -> None:
             (triad if request["name"] == "triad" else runners[request["name"]]).warm(request["n"])
         elif command == "sample":
             reply = (triad if request["name"] == "triad" else runners[request["name"]]).sample()
-        elif command == "quit":
-            break
         print(json.dumps(reply), flush=True)
 
 
-class Worker:
+def start_worker(mof: bool) -> Worker:
     """A worker process, started with or without the multi-output fusion option."""
-
-    def __init__(self, mof: bool) -> None:
-        env = dict(os.environ)
-        flags = [
-            f
-            for f in env.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_backend_extra_options")
-        ]
-        env["XLA_FLAGS"] = " ".join([*flags, MOF_FLAG] if mof else flags)
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def ask(self, **request: Any) -> Any:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"benchmark worker exited with {self.proc.wait()}")
-        return json.loads(line)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+    env = dict(os.environ)
+    extra = "--xla_backend_extra_options"
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(extra)]
+    env["XLA_FLAGS"] = " ".join([*flags, MOF_FLAG] if mof else flags)
+    return Worker(__file__, env)
 
 
 class RemoteRunner(Runner):
@@ -915,7 +886,7 @@ def main() -> None:
     other: dict[str, float | None] = {}
     raw: dict[str, Any] = {"mode": args.multi_output_fusion, "rounds": args.rounds}
     if args.shapes:
-        workers = {"": Worker(mof=False), MOF: Worker(mof=True)} if both else None
+        workers = {"": start_worker(mof=False), MOF: start_worker(mof=True)} if both else None
         try:
             print("\n## Step time\n", flush=True)
             for shape in args.shapes:

@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _worker import Worker
+
 LEAF_SIZE = 1_000
 STEPS = 20  # single steps per step-time sample (the sample is their median)
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,34 +173,6 @@ def worker_main() -> None:
         print(json.dumps(reply), flush=True)
 
 
-class Worker:
-    """A long-lived process with ``tree`` (if given) first on the path, timing steps on request."""
-
-    def __init__(self, tree: str | None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker"],
-            env=_env(tree),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, **request: Any) -> Any:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"step worker exited ({self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
 # ---------------------------------------------------------------------------------------------
 # The driver
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +234,7 @@ def measure(
     ]
     if before:
         variants.insert(0, ("packed before", "packed", before))
-    workers = {name: Worker(tree) for name, _, tree in variants}
+    workers = {name: Worker(__file__, _env(tree)) for name, _, tree in variants}
     out = []
     try:
         for num_leaves in leaf_counts:
