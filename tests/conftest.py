@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,19 @@ def pytest_configure(config: pytest.Config) -> None:
             del os.environ["XLA_FLAGS"]
         else:
             os.environ["XLA_FLAGS"] = previous
+
+
+def check_each(names: Iterable[str], check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
+    failed (so one failure does not hide the next): the checks of a table of cases computed
+    together, in one compiled function."""
+    failures = []
+    for name in names:
+        try:
+            check(name)
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures)
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:

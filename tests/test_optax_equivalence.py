@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import Wrap, random_gradients, random_tree, to_f32
+from conftest import Wrap, check_each, random_gradients, random_tree, to_f32
 
 import jaxopt_lectures as jl
 
@@ -73,18 +73,6 @@ def _run_together(
     """Every transform of ``txs`` on ``grads`` in one jitted step (see :func:`_updates_together`):
     for each, the updates as one flat float64 row per step."""
     return [np.stack([_flat(u) for u in run]) for run in _updates_together(txs, grads, params)]
-
-
-def _check_each(names: Sequence[str], check: Callable[[str], None]) -> None:
-    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
-    failed (so one failure does not hide the next)."""
-    failures = []
-    for name in names:
-        try:
-            check(name)
-        except AssertionError as err:
-            failures.append(f"{name}: {err}")
-    assert not failures, "\n".join(failures)
 
 
 def _assert_same_updates(
@@ -233,7 +221,7 @@ def test_same_updates_as_optax_peer(layout: Wrap) -> None:
         assert np.any(ours != 0)
         _assert_same_updates(ours, peer, rtol=rtol, cancellation=cancellation)
 
-    _check_each(sorted(PAIRS), check)
+    check_each(sorted(PAIRS), check)
 
 
 def test_adagrad_default_eps_matches_optax_eps0_to_float32_precision() -> None:
@@ -547,7 +535,7 @@ def test_optax_arguments_give_optax_numbers() -> None:
         assert np.all(np.isfinite(ours))
         _assert_same_updates(ours, peer, rtol=RTOL, cancellation=ARGUMENT_PAIRS[name][2])
 
-    _check_each(sorted(ARGUMENT_PAIRS), check)
+    check_each(sorted(ARGUMENT_PAIRS), check)
 
 
 # The building blocks that share a name with optax: every optax argument exists here, with the
@@ -644,7 +632,7 @@ def test_complex_gradients_give_optax_numbers() -> None:
         ours, peer = updates[name]
         np.testing.assert_allclose(ours, peer, rtol=2e-6, atol=2e-6 * np.abs(peer).max())
 
-    _check_each(sorted(COMPLEX_PAIRS), check)
+    check_each(sorted(COMPLEX_PAIRS), check)
 
 
 @pytest.mark.parametrize(

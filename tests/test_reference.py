@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ALIASES, Wrap, enable_x64, random_gradients, random_tree, to_f32
+from conftest import ALIASES, Wrap, check_each, enable_x64, random_gradients, random_tree, to_f32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -340,18 +340,6 @@ def run_together(txs: dict[str, Transform], grads: list[Any], params: Any) -> di
     return out
 
 
-def check_each(names: list[str], check: Callable[[str], None]) -> None:
-    """Run ``check(name)`` for every name and fail once at the end, naming every name whose check
-    failed (so one failure does not hide the next)."""
-    failures = []
-    for name in names:
-        try:
-            check(name)
-        except AssertionError as err:
-            failures.append(f"{name}: {err}")
-    assert not failures, "\n".join(failures)
-
-
 def check_trajectory(
     trajectory: Trajectory,
     reference: Reference,
@@ -409,6 +397,30 @@ def compare_with_reference(
 # ---------------------------------------------------------------------------------------------
 
 
+def check_schedules(
+    trajectories: dict[str, Any],
+    grads_by_scale: dict[float, list[Any]],
+    params: Any,
+    **tolerances: float,
+) -> None:
+    """Check every ``"case/schedule"`` run of ``trajectories`` against its case's reference at
+    that schedule's learning rates, naming every run that fails."""
+
+    def check(name: str) -> None:
+        case, schedule = name.split("/")
+        c, eta = CASES[case], SCHEDULES[schedule][1]
+        check_trajectory(
+            trajectories[name],
+            c.make_reference(),
+            lambda t: eta(c.eta0, t),
+            grads_by_scale[c.grad_scale],
+            params,
+            **tolerances,
+        )
+
+    check_each(sorted(trajectories), check)
+
+
 def test_every_alias_has_a_reference() -> None:
     assert set(ALIASES) <= set(CASES)
 
@@ -432,18 +444,7 @@ def test_alias_matches_reference(layout: Wrap) -> None:
         }
         trajectories.update(run_together(txs, grads, params))
 
-    def check(name: str) -> None:
-        case, schedule = name.split("/")
-        c, eta = CASES[case], SCHEDULES[schedule][1]
-        check_trajectory(
-            trajectories[name],
-            c.make_reference(),
-            lambda t: eta(c.eta0, t),
-            grads_by_scale[c.grad_scale],
-            params,
-        )
-
-    check_each(sorted(trajectories), check)
+    check_schedules(trajectories, grads_by_scale, params)
 
 
 BLOCKS: dict[str, tuple[Callable[[], Transform], Callable[[], Reference], float]] = {
@@ -532,20 +533,9 @@ def test_alias_matches_reference_in_float64(layout: Wrap) -> None:
                 assert state_dtypes <= {jnp.dtype(jnp.float64), jnp.dtype(jnp.int32)}, name
             trajectories.update(run_together(txs, grads, params))
 
-    def check(name: str) -> None:
-        case, schedule = name.split("/")
-        c, eta = CASES[case], SCHEDULES[schedule][1]
-        check_trajectory(
-            trajectories[name],
-            c.make_reference(),
-            lambda t: eta(c.eta0, t),
-            grads_by_scale[c.grad_scale],
-            params,
-            rtol=RTOL_F64,
-            atol_fraction=ATOL_FRACTION_F64,
-        )
-
-    check_each(sorted(trajectories), check)
+    check_schedules(
+        trajectories, grads_by_scale, params, rtol=RTOL_F64, atol_fraction=ATOL_FRACTION_F64
+    )
 
 
 # The adaptive methods with hyperparameters drawn by hypothesis: (alias, reference) factories
