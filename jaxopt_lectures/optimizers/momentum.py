@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxopt_lectures._checks import (
@@ -32,6 +33,7 @@ from jaxopt_lectures._tree import (
     zeros_like,
 )
 from jaxopt_lectures.optimizers.sgd import descent
+from jaxopt_lectures.xla_options import _one_loop_constants, cpu_multi_output_fusion_enabled
 
 __all__ = ["TraceState", "momentum", "nag", "trace"]
 
@@ -97,16 +99,23 @@ def trace(
         check_tree_match(updates, state.trace, "trace")
 
         def leaf(x: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-            cd = compute_dtype(x.dtype, v.dtype)
-            x_c = x.astype(cd)
-            v_new = decay * v.astype(cd) + x_c  # v_t = gamma v_{t-1} + x_t
-            out = x_c + decay * v_new if nesterov else v_new
-            return out.astype(update_dtype(x.dtype)), v_new.astype(v.dtype)
+            return _trace_leaf(x, v, decay, nesterov)
 
         new_updates, new_trace = map_leaves(leaf, 2, updates, state.trace)
         return new_updates, TraceState(trace=new_trace)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _trace_leaf(
+    x: jax.Array, v: jax.Array, decay: Any, nesterov: bool
+) -> tuple[jax.Array, jax.Array]:
+    """One leaf of :func:`trace`: the update and the new velocity."""
+    cd = compute_dtype(x.dtype, v.dtype)
+    x_c = x.astype(cd)
+    v_new = decay * v.astype(cd) + x_c  # v_t = gamma v_{t-1} + x_t
+    out = x_c + decay * v_new if nesterov else v_new
+    return out.astype(update_dtype(x.dtype)), v_new.astype(v.dtype)
 
 
 def momentum(
@@ -227,7 +236,38 @@ def _momentum_chain(
 ) -> optax.GradientTransformationExtraArgs:
     """``descent(learning_rate)`` followed by ``trace(momentum, nesterov)``: momentum and NAG."""
     check_unit_interval("momentum", momentum)
-    return optax.chain(
-        descent(learning_rate),
-        trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
+    scale = descent(learning_rate)
+    chained = optax.chain(
+        scale, trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
     )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: optax.OptState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, optax.OptState]:
+        new_updates, new_state = chained.update(updates, state, params, **extra_args)
+        if cpu_multi_output_fusion_enabled():
+            # With XLA:CPU multi-output fusion the step is computed a second time from the old
+            # velocity, with a copy of the gradient (times 1) and of the momentum that XLA does
+            # not merge with the first computation (see xla_options): the step's loop then reads
+            # only what the new velocity's loop reads, and the two, with optax.apply_updates'
+            # add, become one loop. Without the copy the rate-scaled gradient and the decayed
+            # velocity, which both need, are loops of their own.
+            scaled, _ = scale.update(jax.tree.map(_opaque_copy, updates), state[0], params)
+
+            def step(x: jax.Array, v: jax.Array) -> tuple[jax.Array]:
+                opaque = _one_loop_constants(compute_dtype(x.dtype, v.dtype), momentum)
+                decay = momentum if opaque is None else opaque[0]
+                return (_trace_leaf(x, v, decay, nesterov)[0],)
+
+            (new_updates,) = map_leaves(step, 1, scaled, state[1].trace)
+        return new_updates, new_state
+
+    return optax.GradientTransformationExtraArgs(chained.init, update_fn)
+
+
+def _opaque_copy(g: Any) -> Any:
+    opaque = _one_loop_constants(jnp.result_type(g), 1.0)
+    return g if opaque is None else g * opaque[0]
