@@ -64,8 +64,10 @@ def use_cpu_multi_output_fusion() -> None:
     option ``xla_cpu_use_multi_output_fusion`` XLA's sibling multi-output fusion pass merges
     loops that read the same operand and do not depend on one another (at most 20 operands per
     loop) into one loop with several outputs, so the shared inputs are read once. It never fuses
-    a producer with its consumer; so with the option on, the library's Adam, AdaGrad, RMSprop and
-    AdaDelta compute their update from the old state in a copy XLA does not merge back, and the
+    a producer with its consumer; so with the option on, the library's momentum, NAG, Adam,
+    AdaGrad, RMSprop and AdaDelta compute their update from the old state in a copy XLA does not
+    merge back (:func:`jaxopt_lectures.trace` on its own cannot: it only sees the updates of the
+    transform before it), and the
     whole step, ``optax.apply_updates`` included, becomes one loop that reads and writes every
     array once. ``docs/performance.md`` has the step times with and without it for every
     optimizer (``bench_optimizers.py --multi-output-fusion both``), and how far the numbers move:
