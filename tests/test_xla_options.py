@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from jaxopt_lectures import xla_options
+
+MOF_FLAG = f"--xla_backend_extra_options={xla_options.CPU_MULTI_OUTPUT_FUSION}"
 
 
 def test_flag_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,3 +100,50 @@ def test_option_gives_one_loop_per_leaf() -> None:
         # float32 rounding of the largest parameter (fused multiply-adds may differ)
         tolerance = 8 * np.finfo(np.float32).eps * np.abs(b).max()
         np.testing.assert_allclose(a, b, rtol=0, atol=tolerance)
+
+
+# The optax idioms, the optax and PyTorch equivalences and the float64 references, run again
+# with the option on, where the transforms compute their update in the one-loop form. One case
+# is left out: it checks that optax's centered RMSprop takes the root of a variance rounded below
+# zero, which optax's own merged loop rounds differently.
+CONTRACT_FILES = (
+    "tests/test_optax_idioms.py",
+    "tests/test_transform_contract.py",
+    "tests/test_optax_equivalence.py",
+    "tests/test_reference.py",
+    "tests/test_nag.py",
+    "tests/test_torch_equivalence.py",
+)
+
+
+@pytest.mark.integration
+@pytest.mark.xla_cpu
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
+def test_optax_contract_holds_with_the_option() -> None:
+    """Masked and partitioned trees, empty subtrees, complex and integer parameters, schedules
+    and injected hyperparameters, and every numeric reference, with the option on."""
+    root = Path(__file__).resolve().parents[1]
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {MOF_FLAG}".strip()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not integration",
+            "-k",
+            "not rounding_below_zero",
+            *CONTRACT_FILES,
+        ],
+        cwd=root,
+        env=dict(os.environ, XLA_FLAGS=flags),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
