@@ -1,8 +1,10 @@
 """Backend code-generation switches, each behind one named function with its measured reason.
 
-The optimizers' equations stay free of tricks aimed at one compiler: what a backend needs to emit
-a faster step is set here, for the whole process, and documented with the measurement that
-justifies it (``benchmarks/bench_optimizers.py``, tables in ``docs/performance.md``).
+What a backend needs to emit a faster step is set here, for the whole process, and documented
+with the measurement that justifies it (``benchmarks/bench_optimizers.py``, tables in
+``docs/performance.md``). Without a switch the optimizers compute their equations as written;
+with XLA:CPU's multi-output fusion on they compute the same equations in the one-loop form
+described at :func:`use_cpu_multi_output_fusion`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -65,14 +67,14 @@ def use_cpu_multi_output_fusion() -> None:
     loops that read the same operand and do not depend on one another (at most 20 operands per
     loop) into one loop with several outputs, so the shared inputs are read once. It never fuses
     a producer with its consumer; so with the option on, the library's momentum, NAG, Adam,
-    AdaGrad, RMSprop and AdaDelta compute their update from the old state in a copy XLA does not
-    merge back (:func:`jaxopt_lectures.trace` on its own cannot: it only sees the updates of the
-    transform before it), and the
-    whole step, ``optax.apply_updates`` included, becomes one loop that reads and writes every
-    array once. ``docs/performance.md`` has the step times with and without it for every
-    optimizer (``bench_optimizers.py --multi-output-fusion both``), and how far the numbers move:
-    by float32 rounding, because XLA contracts a multiply and an add into one fused
-    multiply-add differently in the merged loop.
+    AdaGrad, RMSprop and AdaDelta compute their update from the old state in a copy that XLA
+    does not merge back, and the whole step, ``optax.apply_updates`` included, becomes one loop
+    that reads and writes every array once (:func:`jaxopt_lectures.trace` on its own cannot: it
+    only sees the updates of the transform before it). ``docs/performance.md`` has the step
+    times with and without the option for every optimizer (``bench_optimizers.py
+    --multi-output-fusion both``), and how far the numbers move: by float32 rounding, because
+    XLA contracts a multiply and an add into one fused multiply-add differently in the merged
+    loop.
 
     The option is a map entry of XLA's debug options, which JAX passes to XLA only through the
     ``XLA_FLAGS`` environment variable when it starts its backends: ``jax.jit(...,
@@ -124,10 +126,10 @@ def _one_loop_constants(dtype: Any, *values: Any, copy: int = 0) -> tuple[jax.Ar
     one loop that reads every array once. With the ordinary constants XLA's common-subexpression
     elimination would find the two copies equal and merge them back into one producer; the
     constants pass through an optimization barrier, so it cannot (``copy`` tells apart the
-    constants of several copies, which would otherwise merge with one another). The copy computes
-    the same
-    operations on the same values; inside the merged loop LLVM may contract a multiply and an
-    add into a fused multiply-add differently, so a result may move by a unit in the last place.
+    constants of several copies, which would otherwise merge with one another). The copy
+    computes the same operations on the same values; inside the merged loop LLVM may contract a
+    multiply and an add into a fused multiply-add differently, so results move by float32
+    rounding.
     """
     if not cpu_multi_output_fusion_enabled() or not jnp.issubdtype(dtype, jnp.floating):
         return None
