@@ -124,9 +124,10 @@ def compute(config: Config, seed: int) -> NewtonCostResult:
     for method in METHODS:
         fn = _step(method, settings.cg_iters)
         for d in sizes[method]:
-            # NumPy's generator: jax.random.normal would compile a program for every size.
+            # NumPy's generator, cast on the host: jax.random.normal, or a float32 conversion
+            # on the device, would compile a program for every size.
             rng = np.random.default_rng((seed, int(d)))
-            theta = jnp.asarray(rng.standard_normal(int(d)), jnp.float32)
+            theta = jax.device_put(rng.standard_normal(int(d)).astype(np.float32))
             compiled = compile_timed(  # one compilation per size, timed below
                 f"{method} d={d}", fn, theta, timer=timer, fast_compile=settings.fast_compile
             )

@@ -151,7 +151,8 @@ def compute(config: Config, seed: int) -> SgdDecayResult:
     # NumPy draws the data and the mini-batches (the same batches for every lane of a seed):
     # random-number kernels would dominate this small program's compile time.
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
-    problem = tuple(jnp.asarray(a, jnp.float32) for a in _problem(settings, rng))
+    # Cast on the host: a float32 conversion on the device compiles a program per shape.
+    problem = tuple(jax.device_put(a.astype(np.float32)) for a in _problem(settings, rng))
     batches = rng.integers(
         0, settings.num_examples, (settings.num_seeds, settings.num_steps, b_max)
     )
@@ -166,7 +167,7 @@ def compute(config: Config, seed: int) -> SgdDecayResult:
         "sgd noise floor",
         grid,
         hyper,
-        jnp.asarray(batches, jnp.int32),
+        jax.device_put(batches.astype(np.int32)),
         problem,
         timer=timer,
         fast_compile=settings.fast_compile,
