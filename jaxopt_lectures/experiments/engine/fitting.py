@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lectures.experiments.data import Dataset
@@ -87,11 +86,12 @@ def fit_mlps(
     batches = np.stack(
         [np.random.default_rng(s).integers(0, n, (checkpoints, period, batch_size)) for s in seeds]
     )
+    # device_put, as in engine.training: jnp.asarray would compile a small program per array.
     arrays = (
-        jnp.asarray(data.x_train),
-        jnp.asarray(data.y_train),
-        jnp.asarray(data.x_val),
-        jnp.asarray(data.y_val),
+        jax.device_put(data.x_train),
+        jax.device_put(data.y_train),
+        jax.device_put(data.x_val),
+        jax.device_put(data.y_val),
         data.num_classes,
     )
 
@@ -105,14 +105,14 @@ def fit_mlps(
             out.append(jax.vmap(per_seed, (0, None, None))(r, seed_arr, batches))
         return out
 
-    rates = [jnp.asarray(np.asarray(r.learning_rates, np.float32)) for r in runs.values()]
-    seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
+    rates = [jax.device_put(np.asarray(r.learning_rates, np.float32)) for r in runs.values()]
+    seed_arr = jax.device_put(np.asarray(seeds, np.uint32))
     out = timed(
         "fit",
         fit_all,
         rates,
         seed_arr,
-        jnp.asarray(batches),
+        jax.device_put(batches),
         timer=timer,
         fast_compile=fast_compile,
     )

@@ -51,7 +51,7 @@ def sweep_trajectories(
       on its own (the tests check it).
     """
     check_int("num_steps", num_steps)
-    rates = jnp.asarray(np.asarray(learning_rates, np.float32))
+    rates = jax.device_put(np.asarray(learning_rates, np.float32))
 
     @jax.jit
     def sweep(rates: jax.Array, x0: jax.Array) -> Trajectory:
