@@ -67,9 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
     it checks), and compiling is most of its time. XLA:CPU's older loop emitters, without LLVM's
     optimizer, compile such a program two to three times as fast and run large arrays slower,
     which no unit test measures; generating each program's machine code in one piece, rather
-    than split for several threads, saves about a fifth more on programs this small.
-    Every number a test compares is computed in the same process,
-    so both sides (the library, optax, the references run through JAX) are compiled alike.
+    than split for several threads, saves about a fifth more on programs this small. Every
+    number a test compares is computed in the same process, so both sides (the library, optax,
+    the references run through JAX) are compiled alike.
     ``XLA_FLAGS`` is read once, when the backend starts, and is restored right after, so child
     processes and the integration tier (command line, notebooks, several processes) run with
     XLA's defaults.
