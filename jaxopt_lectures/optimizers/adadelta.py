@@ -129,15 +129,11 @@ def scale_by_adadelta(
             # With XLA:CPU multi-output fusion each of the three results is computed from the
             # old averages in a copy of its own, so that XLA fuses the three into one loop (see
             # xla_options; a value two results share would be a loop of its own).
-            for copy in (1, 2):
-                opaque = _one_loop_constants(cd, 1.0, rho, 1 - rho, eps, copy=copy)
-                if opaque is None:
-                    break
-                one, c, c_new, eps_c = opaque
-                if copy == 1:
-                    _, _, e_x_state = averages(g_c * one, c, c_new, eps_c)
-                else:
-                    g_sq, e_g_new, e_x_new = averages(g_c * one, c, c_new, eps_c)
+            for_state = _one_loop_constants(cd, 1.0, rho, 1 - rho, eps, copy=1)
+            for_step = _one_loop_constants(cd, 1.0, rho, 1 - rho, eps, copy=2)
+            if for_state is not None and for_step is not None:
+                _, _, e_x_state = averages(g_c * for_state[0], *for_state[1:])
+                g_sq, e_g_new, e_x_new = averages(g_c * for_step[0], *for_step[1:])
             numerator = e_x_new.astype(real_dtype(cd)) + rho * eps
             denominator = rho * (e_g_new + eps) + (1 - rho) * g_sq  # 0 only if rho = g = 0
             ratio = jnp.where(denominator > 0, numerator / denominator, 0.0)
