@@ -92,36 +92,25 @@ class _Limit:
         what = "an integer" if self.kind is int else "a finite number of seconds"
         return f"{what} in [{self.lowest:g}, {self.highest:g}]"
 
-    def check(self, value: object) -> int | float:
-        """``value`` if it is allowed; ``ValueError`` naming the option and the range."""
-        is_number = isinstance(value, int) or (self.kind is float and isinstance(value, float))
-        if (
-            isinstance(value, bool)
-            or not is_number
-            or not math.isfinite(value)  # type: ignore[arg-type]
-            or not self.lowest <= value <= self.highest  # type: ignore[operator]
-        ):
-            raise ValueError(f"{self.flag} must be {self.describe()}, got {value!r}")
-        return value  # type: ignore[return-value]
+    def allows(self, value: object) -> bool:
+        """Whether ``value`` is of the option's kind (a bool is not a number), finite and in
+        range."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        return math.isfinite(value) and self.lowest <= value <= self.highest
 
     def parse(self, text: str) -> int | float:
-        """The option's value from the command line, checked (argparse's ``type``)."""
+        """The option's value from the command line, checked (argparse's ``type``): one message
+        for text that is no number at all and for a number out of range."""
         try:
-            value: object = self.kind(text)
+            value = self.kind(text)
         except ValueError:
             value = None
-        if value is None or not _within(self, value):
-            # One message for text that is no number at all and for a number out of range.
+        if value is None or not self.allows(value):
             raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
-        return value  # type: ignore[return-value]
-
-
-def _within(limit: _Limit, value: object) -> bool:
-    try:
-        limit.check(value)
-    except ValueError:
-        return False
-    return True
+        return value
 
 
 # The numeric options, by LaunchConfig field: the command line and LaunchConfig itself check
@@ -164,11 +153,10 @@ class LaunchConfig:
     def __post_init__(self) -> None:
         for field, limit in _LIMITS.items():
             value = getattr(self, field)
-            if value is not None or field != "timeout":
-                try:
-                    limit.check(value)
-                except ValueError as error:
-                    raise ValueError(f"LaunchConfig.{field}: {error}") from None
+            if (value is not None or field != "timeout") and not limit.allows(value):
+                raise ValueError(
+                    f"LaunchConfig.{field} ({limit.flag}) must be {limit.describe()}, got {value!r}"
+                )
         if self.platform not in ("cpu", "auto"):
             raise ValueError(
                 f"LaunchConfig.platform must be 'cpu' or 'auto', got {self.platform!r}"
@@ -200,7 +188,8 @@ def _numeric(parser: Any, field: str, help_text: str, **kw: Any) -> None:
     """Add the option of LaunchConfig's ``field`` to ``parser`` (or to a group of it)."""
     limit = _LIMITS[field]
     flags = limit.flag.split("/")
-    parser.add_argument(*flags, dest=field, type=limit.parse, help=help_text, **kw)
+    allowed = f"{limit.lowest:g} to {limit.highest:g}"
+    parser.add_argument(*flags, dest=field, type=limit.parse, help=f"{help_text}; {allowed}", **kw)
 
 
 # Long: a table, one declaration per option.
@@ -373,8 +362,10 @@ def _signal_group(process: subprocess.Popen[str], kill: bool) -> None:
     if _GROUPS:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is empty
             os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    elif process.poll() is None and kill:
+        process.kill()
     elif process.poll() is None:
-        process.kill() if kill else process.terminate()
+        process.terminate()
 
 
 def _group_alive(process: subprocess.Popen[str]) -> bool:
