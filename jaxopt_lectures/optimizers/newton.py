@@ -310,7 +310,9 @@ def scale_by_newton(
     - a direction that is still not finite (the Hessian had NaN or infinite entries) is replaced
       by g itself, and ``state.num_fallbacks`` counts that; a non-finite gradient counts too and
       is passed through, so the update is visibly non-finite (``optax.apply_if_finite`` skips
-      it), never a silent zero step.
+      it), never a silent zero step;
+    - parameters without entries (``{}``, or only zero-size arrays) get empty updates and an
+      unchanged state, as optax's transforms give.
 
     Args:
       damping: lambda >= 0, Levenberg-Marquardt damping added to the Hessian's diagonal (to its
