@@ -8,10 +8,36 @@ its own ``--local-devices`` CPU devices, and the collectives between processes g
 TCP: the same code path as several hosts, on one machine.
 
 It forwards every line the processes print, prefixed ``[p0]``, ``[p1]``, ..., and exits with 0
-when all of them do. When one fails (non-zero exit, a signal, ``kill -9``) it stops the others at
-once (SIGTERM, then SIGKILL after ``--grace`` seconds: JAX's distributed runtime takes SIGTERM
-as a preemption notice and keeps running), prints one line naming the process and how it
-ended, and exits non-zero. ``--timeout`` bounds the whole job.
+when all of them do. ``python -m jaxopt_lectures.launch --help`` prints the usage (with or
+without a program after ``--``); bad arguments (a missing ``--``, any number that is not finite
+or out of its range, such as ``--grace nan`` or ``--port 70000``) print one line naming the
+option and its range, and exit 2 before anything starts.
+
+What happens when something fails (each case is tested):
+
+- **A process dies or raises** (a non-zero status, an uncaught exception, a signal,
+  ``kill -9``): the launcher sees it within 50 ms and stops the job: SIGTERM to every process
+  group, SIGKILL to what is left after ``--grace`` seconds (2 by default; JAX's distributed
+  runtime takes SIGTERM as a preemption notice and keeps running). It prints one line,
+  ``launch: error: process 1 (pid 4242) was killed by SIGKILL after 12.3 s; stopped the 1
+  other process(es) still running``, after the failing process's own output (a traceback is
+  forwarded with its prefix), and exits with that process's status. A killed process ends the
+  job in about ``--grace`` seconds, well within the heartbeat timeout after which JAX itself
+  would stop the survivors.
+- **No process is left behind**: each process runs in a process group of its own, and the job
+  stops the whole group, so the children a process started (a data loader's workers, a
+  subprocess that ignores SIGTERM) end with the job, when it fails and when it succeeds. The
+  launcher returns only once every process it started has been reaped.
+- **A port in use or a bad coordinator address** (process 0 of the job is started here): one
+  line and exit 2, before any process starts.
+- **A coordinator that never comes up** (process 0 on another host that does not start): the
+  processes here give up after ``--initialization-timeout`` seconds with one line
+  (``TimeoutError: no coordinator answered ...``), and the job ends with their status (1).
+- **A process that hangs** (alive, but silent): JAX's coordinator misses its heartbeats for
+  ``--heartbeat-timeout`` seconds and fails the other processes, which ends the job as above;
+  ``--timeout`` bounds the whole job.
+- **Ctrl-C or SIGTERM to the launcher** stops every process group the same way (exit 130 or
+  143).
 
 On several hosts run it once per host with the same ``--coordinator`` (process 0's host and a
 port), the total ``--num-processes``, and each host's ``--first-process-id``::
@@ -31,6 +57,8 @@ the launcher itself gets SIGTERM (its processes are stopped too).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import re
 import signal
@@ -39,9 +67,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any, NoReturn
 
 from jaxopt_lectures import distributed
 
@@ -51,8 +79,63 @@ _DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S*")
 
 
 @dataclass(frozen=True)
+class _Limit:
+    """The allowed values of one numeric option: an integer, or a finite number of seconds, in
+    ``[lowest, highest]``."""
+
+    flag: str
+    kind: type[int] | type[float]
+    lowest: float
+    highest: float
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number of seconds"
+        return f"{what} in [{self.lowest:g}, {self.highest:g}]"
+
+    def allows(self, value: object) -> bool:
+        """Whether ``value`` is of the option's kind (a bool is not a number), finite and in
+        range."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        return math.isfinite(value) and self.lowest <= value <= self.highest
+
+    def parse(self, text: str) -> int | float:
+        """The option's value from the command line, checked (argparse's ``type``): one message
+        for text that is no number at all and for a number out of range."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not self.allows(value):
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
+        return value
+
+
+# The numeric options, by LaunchConfig field: the command line and LaunchConfig itself check
+# them against this one table. Counts fit JAX's process ids with room to spare; 1,024 processes
+# or devices on one host is far beyond any machine; a timeout of a day, a grace of an hour.
+_LIMITS = {
+    "num_local": _Limit("-n/--num-local", int, 1, 1024),
+    "num_processes": _Limit("--num-processes", int, 1, 65536),
+    "first_process_id": _Limit("--first-process-id", int, 0, 65535),
+    "port": _Limit("--port", int, 0, 65535),
+    "local_devices": _Limit("--local-devices", int, 1, 1024),
+    "heartbeat_timeout": _Limit("--heartbeat-timeout", int, 1, 86400),
+    "initialization_timeout": _Limit("--initialization-timeout", int, 1, 86400),
+    "grace": _Limit("--grace", float, 0, 3600),
+    "timeout": _Limit("--timeout", float, 0, 1e9),
+}
+
+
+@dataclass(frozen=True)
 class LaunchConfig:
-    """What ``python -m jaxopt_lectures.launch`` was asked to do (see :func:`parse_args`)."""
+    """What ``python -m jaxopt_lectures.launch`` was asked to do (see :func:`parse_args`).
+
+    Every number is checked when the config is made (``ValueError`` naming the option and its
+    range: NaN, infinities and out-of-range values never reach :func:`run`).
+    """
 
     command: tuple[str, ...]  # the program each process runs: (script.py, args...) or (-m, mod)
     num_local: int = 1  # processes started here
@@ -67,46 +150,65 @@ class LaunchConfig:
     grace: float = 2.0
     timeout: float | None = None
 
+    def __post_init__(self) -> None:
+        for field, limit in _LIMITS.items():
+            value = getattr(self, field)
+            if (value is not None or field != "timeout") and not limit.allows(value):
+                raise ValueError(
+                    f"LaunchConfig.{field} ({limit.flag}) must be {limit.describe()}, got {value!r}"
+                )
+        if self.platform not in ("cpu", "auto"):
+            raise ValueError(
+                f"LaunchConfig.platform must be 'cpu' or 'auto', got {self.platform!r}"
+            )
 
-def _positive(kind: type[int] | type[float], minimum: float) -> Callable[[str], int | float]:
-    def check(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
 
-    return check
+class _Parser(argparse.ArgumentParser):
+    """argparse with the launcher's error contract: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"launch: error: {message} (see --help)\n")
+
+
+_USAGE = "%(prog)s [options] -- SCRIPT.py [ARGS ...]   (or: -- -m MODULE [ARGS ...])"
+_EPILOG = """\
+Example: python -m jaxopt_lectures.launch -n 2 --local-devices 2 -- train.py --epochs 5
+
+When a process fails (a non-zero status, an uncaught exception, a signal, kill -9) the job
+stops at once: SIGTERM to every process group, SIGKILL after --grace seconds, one line on
+stderr naming the process and how it ended.
+
+Exit status: 0 when every process succeeded; the first failing process's status (128 + the
+signal number when it was killed); 2 for bad arguments, a bad coordinator address or a port in
+use (nothing is started); 124 when --timeout ran out; 130 on Ctrl-C; 143 on SIGTERM.
+"""
+
+
+def _numeric(parser: Any, field: str, help_text: str, **kw: Any) -> None:
+    """Add the option of LaunchConfig's ``field`` to ``parser`` (or to a group of it)."""
+    limit = _LIMITS[field]
+    flags = limit.flag.split("/")
+    allowed = f"{limit.lowest:g} to {limit.highest:g}"
+    parser.add_argument(*flags, dest=field, type=limit.parse, help=f"{help_text}; {allowed}", **kw)
 
 
 # Long: a table, one declaration per option.
 def _parser() -> argparse.ArgumentParser:
     """The launcher's options (the program after ``--`` is split off before them)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m jaxopt_lectures.launch",
+        usage=_USAGE,
         description="Start N JAX processes joined by jax.distributed (one host: loopback).",
-        epilog="Example: python -m jaxopt_lectures.launch -n 2 --local-devices 2 -- train.py",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-n",
-        "--num-local",
-        type=_positive(int, 1),
-        default=1,
-        help="processes to start on this host (default 1)",
-    )
-    parser.add_argument(
-        "--num-processes",
-        type=_positive(int, 1),
+    _numeric(parser, "num_local", "processes to start on this host (default 1)", default=1)
+    _numeric(
+        parser, "num_processes", "processes in the whole job, all hosts (default: -n)",
         default=None,
-        help="processes in the whole job, all hosts (default: -n)",
-    )
-    parser.add_argument(
-        "--first-process-id",
-        type=_positive(int, 0),
-        default=0,
-        help="id of the first process started here (default 0)",
+    )  # fmt: skip
+    _numeric(
+        parser, "first_process_id", "id of the first process started here (default 0)", default=0
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -115,17 +217,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="process 0's coordinator (several hosts); default 127.0.0.1",
     )
-    where.add_argument(
-        "--port",
-        type=_positive(int, 0),
-        default=0,
-        help="coordinator port on 127.0.0.1 (default: a free one)",
-    )
-    parser.add_argument(
-        "--local-devices",
-        type=_positive(int, 1),
-        default=1,
-        help="CPU devices per process (--platform cpu; default 1)",
+    _numeric(where, "port", "coordinator port on 127.0.0.1 (default 0: a free one)", default=0)
+    _numeric(
+        parser, "local_devices", "CPU devices per process (--platform cpu; default 1)", default=1
     )
     parser.add_argument(
         "--platform",
@@ -133,35 +227,27 @@ def _parser() -> argparse.ArgumentParser:
         default="cpu",
         help="cpu (default), or auto: let JAX use the host's GPUs/TPUs",
     )
-    parser.add_argument(
-        "--heartbeat-timeout",
-        type=_positive(int, 1),
-        default=10,
-        help="seconds before a silent process counts as dead (default 10)",
-    )
-    parser.add_argument(
-        "--initialization-timeout",
-        type=_positive(int, 1),
-        default=60,
-        help="seconds to wait for all processes to join (default 60)",
-    )
-    parser.add_argument(
-        "--grace",
-        type=_positive(float, 0),
+    _numeric(
+        parser, "heartbeat_timeout",
+        "seconds before a silent process counts as dead (default 10)", default=10,
+    )  # fmt: skip
+    _numeric(
+        parser, "initialization_timeout",
+        "seconds to wait for all processes to join (default 60)", default=60,
+    )  # fmt: skip
+    _numeric(
+        parser, "grace", "seconds between SIGTERM and SIGKILL when stopping (default 2)",
         default=2.0,
-        help="seconds between SIGTERM and SIGKILL when stopping (default 2)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_positive(float, 0),
-        default=None,
-        help="stop the whole job after this many seconds",
-    )
+    )  # fmt: skip
+    _numeric(parser, "timeout", "stop the whole job after this many seconds", default=None)
     return parser
 
 
 def parse_args(argv: Sequence[str]) -> LaunchConfig:
     """Parse the launcher's command line (everything after ``--`` is the program to run).
+
+    ``-h``/``--help`` prints the usage and exits 0, with or without a program; bad arguments
+    print one line (``launch: error: ...``) and exit 2 (``SystemExit``).
 
     Example:
       >>> from jaxopt_lectures.launch import parse_args
@@ -170,12 +256,13 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
       (2, 2, 2, ('train.py', '--lr', '0.1'))
     """
     argv = list(argv)
-    if "--" not in argv:
-        raise SystemExit("launch: error: give the program after '--', e.g. -n 2 -- train.py")
-    split = argv.index("--")
+    split = argv.index("--") if "--" in argv else len(argv)
     own, command = argv[:split], tuple(argv[split + 1 :])
     parser = _parser()
-    args = parser.parse_args(own)
+    if split == len(argv):  # no program: still check the options (-h, --help exit 0 here)
+        parser.parse_known_args(own)
+        parser.error("give the program after '--', e.g. -n 2 -- train.py")
+    args = parser.parse_args(own)  # -h and --help print the usage and exit 0 here
     if not command:
         parser.error("nothing to run after '--'")
     total = args.num_processes if args.num_processes is not None else args.num_local
@@ -264,17 +351,51 @@ def _forward(stream: IO[str], prefix: str, out: IO[str], lock: threading.Lock) -
             out.flush()
 
 
+# Each process starts a session of its own, so that stopping it stops every process it started
+# too (a data loader's workers, a shell's children); where there are no process groups (not
+# POSIX), the processes themselves are stopped.
+_GROUPS = hasattr(os, "killpg")
+
+
+def _signal_group(process: subprocess.Popen[str], kill: bool) -> None:
+    """SIGTERM (or SIGKILL) to ``process`` and every process of its group still there."""
+    if _GROUPS:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is empty
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    elif process.poll() is None and kill:
+        process.kill()
+    elif process.poll() is None:
+        process.terminate()
+
+
+def _group_alive(process: subprocess.Popen[str]) -> bool:
+    """Whether ``process`` or a process it started still runs (``process`` is reaped here)."""
+    if process.poll() is None:
+        return True
+    if not _GROUPS:
+        return False
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member that changed its user: still there
+        return True
+    return True
+
+
 def _stop(processes: Sequence[subprocess.Popen[str]], grace: float) -> None:
+    """Stop the job: SIGTERM to every process group, SIGKILL to what is left after ``grace``
+    seconds (JAX's runtime takes SIGTERM as a preemption notice and keeps running); returns
+    once every process has ended and been reaped."""
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
+        _signal_group(process, kill=False)
     deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_alive(p) for p in processes):
+        time.sleep(0.02)
     for process in processes:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _signal_group(process, kill=True)
+    for process in processes:
+        process.wait()
 
 
 def _coordinator(config: LaunchConfig) -> str:
@@ -315,6 +436,7 @@ def _start(
             text=True,
             errors="replace",
             bufsize=1,
+            start_new_session=_GROUPS,  # a group of its own: see _signal_group
         )
         processes.append(process)
         assert process.stdout is not None

@@ -308,3 +308,49 @@ def test_docstring_carries_the_recursion_and_the_peer_mapping() -> None:
     assert "delta` = 1 - ``decay``" in doc
     assert "torch.nn.BatchNorm1d(momentum=1 - decay" in doc
     assert "flax.linen.BatchNorm(momentum=decay" in doc
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_integer_inputs_are_promoted_to_float_as_flax_does(dtype: type) -> None:
+    """Pixels in uint8 (a realistic mistake) are normalized, not truncated back to integers: the
+    output is float32 (flax's rule: the result type of x, scale and bias, at least inexact), the
+    running statistics are those of the values, and scale and bias get their gradients."""
+    import flax.linen as fnn
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, (16, NUM_FEATURES)).astype(dtype)
+    x[:4, 0] = [0, 50, 200, 255]
+    params = random_params(12, jnp.float32)
+    _, state = batch_norm_init(NUM_FEATURES)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=0), x64.var(axis=0)
+    scale64, bias64 = (np.asarray(p, np.float64) for p in params)
+    expected = (x64 - mean) / np.sqrt(var + 1e-5) * scale64 + bias64
+
+    y, new = batch_norm(params, state, x, training=True)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(new.mean), mean, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(new.var), var, rtol=1e-5)
+    y_eval, _ = batch_norm(params, new, x, training=False)
+    assert y_eval.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(y_eval), expected, rtol=1e-4, atol=1e-4)
+
+    module = fnn.BatchNorm(use_running_average=False, epsilon=1e-5, use_fast_variance=False)
+    variables = {"params": {"scale": params.scale, "bias": params.bias}, "batch_stats": {}}
+    variables["batch_stats"] = jax.jit(module.init)(jax.random.key(0), x)["batch_stats"]
+    y_flax, _ = jax.jit(lambda v, x: module.apply(v, x, mutable=["batch_stats"]))(variables, x)
+    assert y_flax.dtype == y.dtype
+    np.testing.assert_allclose(np.asarray(y), np.asarray(y_flax), rtol=1e-5, atol=1e-5)
+
+    weights = rng.standard_normal(x.shape)
+
+    def loss(params: nn.BatchNormParams, x: jax.Array) -> jax.Array:
+        return jnp.sum(nn.batch_norm(params, state, x, training=True)[0] * weights)
+
+    grads = jax.jit(jax.grad(loss))(params, x)
+    grads_float = jax.jit(jax.grad(loss))(params, x.astype(np.float32))
+    assert np.all(np.asarray(grads.scale) != 0)
+    assert np.all(np.asarray(grads.bias) != 0)
+    for got, want in zip(grads, grads_float, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)

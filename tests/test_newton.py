@@ -401,6 +401,52 @@ def test_cg_direction_matches_float64_linear_algebra(damping: float) -> None:
     assert int(state.num_negative_curvature) == 0
 
 
+@pytest.mark.parametrize("name", ["dense", "cg"])
+@pytest.mark.parametrize("scale", [1e-25, 1e20, 1e30])
+def test_direction_of_a_huge_or_tiny_gradient_matches_float64(name: str, scale: float) -> None:
+    """H^-1 g is linear in g: a gradient of 1e20 (whose squared norm overflows float32) or of
+    1e-25 (whose squared norm underflows) gets the float64 solve, not a silent zero step."""
+    M, _ = indefinite_quadratic(5)
+    M = absolute(M)
+    theta = np.random.default_rng(6).standard_normal(6) * scale
+    expected = theta  # (M theta) solved by M; np.linalg.solve agrees in float64
+    np.testing.assert_allclose(np.linalg.solve(M, M @ theta), expected, rtol=1e-12)
+    direction, state = direction_on_quadratic(name, 0.0, M, np.zeros(6), theta)
+    np.testing.assert_allclose(np.asarray(direction), expected, rtol=1e-4)
+    assert int(state.num_fallbacks) == 0
+
+
+@pytest.mark.parametrize("name", ["dense", "cg"])
+def test_direction_beyond_the_float32_range_falls_back_and_is_counted(name: str) -> None:
+    """H^-1 g of about 1e41 has no float32 value: the step is g, and the fallback is counted."""
+    M, _ = indefinite_quadratic(7)
+    M = absolute(M) * 1e-3
+    c = np.random.default_rng(8).standard_normal(6) * 1e38
+    g = np.asarray(c, np.float32)  # the gradient at theta = 0
+    direction, state = direction_on_quadratic(name, 0.0, M, c, np.zeros(6))
+    np.testing.assert_array_equal(np.asarray(direction), g)
+    assert int(state.num_fallbacks) == 1
+
+
+@pytest.mark.parametrize("make_tx", [newton, newton_cg], ids=["newton", "newton_cg"])
+@pytest.mark.parametrize("params", [{}, {"w": np.zeros((0, 3), np.float32)}], ids=["{}", "0x3"])
+def test_empty_parameters_get_empty_updates(
+    make_tx: Callable[[], optax.GradientTransformation], params: dict[str, np.ndarray]
+) -> None:
+    """As optax's transforms on a tree without entries: empty updates, counters untouched."""
+    tx = make_tx()
+
+    def loss(p: dict[str, jax.Array]) -> jax.Array:
+        return jnp.sum(jnp.stack([jnp.sum(x) for x in jax.tree.leaves(p)] + [jnp.zeros(())]))
+
+    state = tx.init(params)
+    updates, new_state = jax.jit(lambda g, s: tx.update(g, s, params, value_fn=loss))(params, state)
+    chex.assert_trees_all_equal_structs(updates, params)
+    chex.assert_trees_all_equal_shapes(updates, params)
+    assert int(newton_state(new_state).num_fallbacks) == 0
+    assert int(newton_state(new_state).num_negative_curvature) == 0
+
+
 def test_singular_hessian_gives_finite_parameters() -> None:
     """L = (x + y)^2 has H = [[2, 2], [2, 2]]: singular. Newton takes the minimum-norm step."""
 

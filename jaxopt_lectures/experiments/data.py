@@ -11,6 +11,9 @@ the digits) instead of dividing a rare non-zero test pixel by sqrt(eps).
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,8 +71,10 @@ class Dataset(NamedTuple):
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The arrays ``X`` and ``y`` of an ``.npz`` file (``np.savez(path, X=X, y=y)``).
 
-    Raises ``ValueError`` with a message that names the expected format when the file is
-    missing, is not an ``.npz`` archive (a ``.npy`` array, a text file), lacks ``X`` or ``y``, or
+    Raises ``ValueError`` with a one-line message that names the file, what is wrong with it and
+    the expected format when the file is missing, empty, not an ``.npz`` archive (a ``.npy``
+    array, a text file), damaged (truncated, or its data corrupted: a zip error, a failed
+    checksum or decompression, an array shorter than its header says), lacks ``X`` or ``y``, or
     stores Python objects (which are never unpickled).
 
     Example:
@@ -81,11 +86,15 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
       [(4, 2), (4,)]
     """
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(path, allow_pickle=False) if os.path.getsize(path) else None
     except OSError as err:
         raise ValueError(f"cannot read '{path}' ({err.strerror or err}); {NPZ_FORMAT}") from err
+    except _DAMAGED as err:  # starts as a zip archive, but its directory is cut off or broken
+        raise _damaged(path, err) from err
     except ValueError as err:  # not a NumPy file: NumPy would try to unpickle it
         raise ValueError(f"'{path}' is not an .npz archive; {NPZ_FORMAT}") from err
+    if archive is None:
+        raise ValueError(f"'{path}' is empty (0 bytes); {NPZ_FORMAT}")
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"'{path}' holds one array (.npy), not X and y; {NPZ_FORMAT}")
     with archive:
@@ -97,10 +106,26 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             )
         try:
             return np.asarray(archive["X"]), np.asarray(archive["y"])
-        except ValueError as err:  # object arrays: never unpickled
-            raise ValueError(
+        except _DAMAGED as err:
+            raise _damaged(path, err) from err
+        except ValueError as err:
+            if "allow_pickle" not in str(err):  # a header that does not match its data
+                raise _damaged(path, err) from err
+            raise ValueError(  # object arrays: never unpickled
                 f"'{path}' stores Python objects, not numbers (X) and labels (y); {NPZ_FORMAT}"
             ) from err
+
+
+# What reading a truncated or corrupted archive raises (besides ValueError): the zip directory
+# or a member's checksum, a compressed stream, a member that ends before its data.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _damaged(path: str | Path, err: Exception) -> ValueError:
+    reason = " ".join(str(err).split())[:120] or type(err).__name__
+    return ValueError(
+        f"'{path}' is a damaged .npz archive, truncated or corrupted ({reason}); {NPZ_FORMAT}"
+    )
 
 
 def content_hash(X: np.ndarray, y: np.ndarray) -> str:

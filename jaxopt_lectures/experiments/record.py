@@ -84,26 +84,30 @@ class RunRecord:
         return self.status == "ok"
 
     def to_json(self) -> dict[str, Json]:
-        """The record as JSON data (``mode``, ``seed``, ``data_hash`` and ``version`` flat)."""
+        """The record as JSON data (``mode``, ``seed``, ``data_hash`` and ``version`` flat).
+
+        Strict JSON whatever the record holds: NumPy numbers become Python ones and non-finite
+        floats the strings ``"nan"``, ``"inf"``, ``"-inf"`` (:func:`jsonable`).
+        """
         out: dict[str, Json] = {
             "experiment": self.experiment,
             "status": self.status,
             "mode": self.key.mode,
-            "seed": self.key.seed,
+            "seed": int(self.key.seed),
             "data": self.data,
             "data_hash": self.key.data,
             "version": self.key.version,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "wall_time_s": self.wall_time_s,
+            "wall_time_s": jsonable(self.wall_time_s),
             "environment": jsonable(self.environment),
         }
         if self.ok:
             out |= {
-                "compile_time_s": self.compile_time_s,
-                "figures": list(self.figures),
-                "headlines": [list(h) for h in self.headlines],
-                "claims": [dataclasses.asdict(c) for c in self.claims],
+                "compile_time_s": jsonable(self.compile_time_s),
+                "figures": [str(f) for f in self.figures],
+                "headlines": [[str(k), str(v)] for k, v in self.headlines],
+                "claims": [jsonable(dataclasses.asdict(c)) for c in self.claims],
                 "settings": jsonable(self.settings),
                 "numbers": jsonable(self.numbers),
             }
@@ -112,30 +116,85 @@ class RunRecord:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        """The record that :meth:`to_json` wrote; ``KeyError``/``TypeError``/``ValueError`` when
-        ``data`` is not one."""
-        mode = data["mode"]
-        if mode not in MODES or data["status"] not in ("ok", "failed"):
-            raise ValueError(f"not a run record: mode {mode!r}, status {data['status']!r}")
+    def from_json(cls, data: Any) -> RunRecord:
+        """The record that :meth:`to_json` wrote; ``ValueError`` naming the first field that is
+        missing or of the wrong type when ``data`` is not one."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a run record must be an object, not {type(data).__name__}")
+        mode, status = _field(data, "mode", str), _field(data, "status", str)
+        if mode not in MODES or status not in ("ok", "failed"):
+            raise ValueError(f"not a run record: mode {mode!r}, status {status!r}")
+        seed = _field(data, "seed", int)
         return cls(
-            experiment=str(data["experiment"]),
-            key=RunKey(mode, int(data["seed"]), str(data["data_hash"]), str(data["version"])),
-            status=data["status"],
-            data=str(data["data"]),
-            started_at=str(data["started_at"]),
-            finished_at=str(data["finished_at"]),
-            wall_time_s=float(data["wall_time_s"]),
-            compile_time_s=float(data.get("compile_time_s", 0.0)),
-            figures=tuple(data.get("figures", ())),
-            headlines=tuple((str(k), str(v)) for k, v in data.get("headlines", ())),
-            claims=tuple(Claim(**c) for c in data.get("claims", ())),
-            settings=dict(data.get("settings", {})),
-            numbers=dict(data.get("numbers", {})),
-            environment=dict(data.get("environment", {})),
-            error=data.get("error"),
-            traceback=data.get("traceback"),
+            experiment=_field(data, "experiment", str),
+            key=RunKey(mode, seed, _field(data, "data_hash", str), _field(data, "version", str)),
+            status=status,
+            data=_field(data, "data", str),
+            started_at=_field(data, "started_at", str),
+            finished_at=_field(data, "finished_at", str),
+            wall_time_s=_seconds(data, "wall_time_s"),
+            compile_time_s=_seconds(data, "compile_time_s", default=0.0),
+            figures=tuple(_list_of(data, "figures", _is_str)),
+            headlines=tuple((k, v) for k, v in _list_of(data, "headlines", _is_headline)),
+            claims=tuple(Claim(**c) for c in _list_of(data, "claims", _is_claim)),
+            settings=_field(data, "settings", dict, default={}),
+            numbers=_field(data, "numbers", dict, default={}),
+            environment=_field(data, "environment", dict, default={}),
+            error=_field(data, "error", str, default=None),
+            traceback=_field(data, "traceback", str, default=None),
         )
+
+
+_REQUIRED = object()
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # as jsonable writes them
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type, default: Any = _REQUIRED) -> Any:
+    """``data[name]``, checked to be a ``kind`` (an int is never a bool); ``default`` if absent
+    (a ``None`` value counts as absent where the default is ``None``)."""
+    value = data.get(name, default)
+    if value is _REQUIRED:
+        raise ValueError(f"a run record without {name!r}")
+    if value is default and default is not _REQUIRED:
+        return value
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name!r} of a run record must be a {kind.__name__}, got {value!r:.40}")
+    return value
+
+
+def _seconds(data: Mapping[str, Any], name: str, default: Any = _REQUIRED) -> float:
+    """A duration: a number, or a non-finite one as :func:`jsonable` writes it."""
+    value = data.get(name, default)
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if value is _REQUIRED or isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name!r} of a run record must be a number, got {value!r:.40}")
+    return float(value)
+
+
+def _list_of(data: Mapping[str, Any], name: str, valid: Any) -> list[Any]:
+    """``data[name]`` (default empty): a list whose every item passes ``valid``."""
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(valid(item) for item in value):
+        raise ValueError(f"{name!r} of a run record is not a list of its items: {value!r:.40}")
+    return value
+
+
+def _is_str(item: Any) -> bool:
+    return isinstance(item, str)
+
+
+def _is_headline(item: Any) -> bool:
+    return isinstance(item, list) and len(item) == 2 and all(map(_is_str, item))
+
+
+def _is_claim(item: Any) -> bool:
+    names = {f.name for f in dataclasses.fields(Claim)}
+    return (
+        isinstance(item, dict)
+        and set(item) == names
+        and all(isinstance(item[k], bool if k == "held" else str) for k in names)
+    )
 
 
 def jsonable(value: Any) -> Any:

@@ -17,8 +17,13 @@ The design, in five rules:
 3. **Figures travel with their record.** A run draws its figures into a staging folder; the commit
    moves them into place (``quick/`` for quick runs) in the same locked step, so the figures on
    disk always belong to the records shown. A failed run's figures are discarded.
-4. **Nothing unreadable is dropped.** A ``results.json`` that cannot be read as this schema is
-   renamed to ``results.json.unreadable-<time>`` and a one-line warning names the backup.
+4. **Nothing unreadable is dropped, nothing unreadable is written.** A ``results.json`` that is
+   not a record file as this module writes it (not UTF-8, not strict JSON: ``NaN``,
+   ``Infinity`` or 1e400, which Python reads but will not write back; a wrong type anywhere; a
+   record in the wrong slot) is renamed to ``results.json.unreadable-<time>``, a one-line
+   warning names the backup, and the run goes on with a new file. What the store writes is
+   always strict JSON (:meth:`RunRecord.to_json
+   <jaxopt_lectures.experiments.record.RunRecord.to_json>`).
 5. **No litter.** Temporary files and staging folders carry their writer's process id
    (``.<name>.<pid>.tmp-*``); every run removes those whose process no longer exists (a run
    killed with SIGKILL leaves them behind).
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -117,21 +123,66 @@ class Results:
 
     @classmethod
     def from_json(cls, data: Any) -> Results:
-        """Parse what :meth:`to_json` wrote; ``ValueError`` (or ``KeyError``/``TypeError``) for
-        anything else."""
+        """Parse what :meth:`to_json` wrote; ``ValueError`` saying what is wrong for anything
+        else (a wrong type anywhere, a record in the wrong slot)."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ValueError(f"not a results file of schema {SCHEMA}")
+        experiments = data.get("experiments")
+        if not isinstance(experiments, dict):
+            raise ValueError(f"'experiments' must be an object, got {experiments!r:.40}")
         results = cls()
-        for name, slots in data["experiments"].items():
+        for name, slots in experiments.items():
+            if not isinstance(slots, dict):
+                raise ValueError(f"the modes of {name!r} must be an object, got {slots!r:.40}")
             for mode, entry in slots.items():
-                if mode not in MODES:
-                    raise ValueError(f"unknown mode {mode!r}")
-                slot = Slot(
-                    result=RunRecord.from_json(entry["result"]) if "result" in entry else None,
-                    failure=RunRecord.from_json(entry["failure"]) if "failure" in entry else None,
-                )
+                if mode not in MODES or not isinstance(entry, dict):
+                    raise ValueError(f"{name!r} has an unknown mode {mode!r} or a bad slot")
+                slot = Slot(*(_slot_record(entry, part, name, mode) for part in _PARTS))
                 results.experiments.setdefault(name, {})[mode] = slot
         return results
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Results:
+        """The records of a ``results.json`` file's bytes; ``ValueError`` (with the reason)
+        unless they are strict JSON in UTF-8 of this schema, as :meth:`to_json` writes them.
+
+        Python's ``json`` reads ``NaN``, ``Infinity`` and numbers beyond the float range (1e400
+        is infinity) but refuses to write them back, so they are refused here, where the file
+        can still be moved aside, rather than when the next record is committed.
+        """
+        try:
+            return cls.from_json(
+                json.loads(
+                    raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+                )
+            )
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+
+
+_PARTS = ("result", "failure")
+
+
+def _slot_record(entry: dict[str, Any], part: str, name: str, mode: str) -> RunRecord | None:
+    """The ``part`` ("result": a good record, "failure": a failed one) of ``name``'s slot in
+    ``mode``, or None; ``ValueError`` for a record that does not belong there."""
+    if part not in entry:
+        return None
+    record = RunRecord.from_json(entry[part])
+    if record.experiment != name or record.key.mode != mode or record.ok != (part == "result"):
+        raise ValueError(f"the {part} of {name!r} in mode {mode!r} is a record of another slot")
+    return record
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is beyond the float range")
+    return value
 
 
 def figure_folder(mode: Mode) -> str:
@@ -210,19 +261,19 @@ class ResultsStore:
         """What the file holds now (empty if it is missing or unreadable; no lock needed: the
         file is only ever replaced whole)."""
         try:
-            return Results.from_json(json.loads(self.path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
+            return Results.parse(self.path.read_bytes())
+        except (OSError, ValueError):
             return Results()
 
     def _read_for_update(self) -> Results:
         """The file's records (call under the lock); an unreadable file is renamed aside."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return Results()
         try:
-            return Results.from_json(json.loads(text))
-        except (ValueError, KeyError, TypeError) as err:
+            return Results.parse(raw)
+        except ValueError as err:  # UnicodeDecodeError and json.JSONDecodeError included
             backup = self.path.with_name(f"{RESULTS}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
             os.replace(self.path, backup)
             reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__

@@ -30,7 +30,7 @@ from jaxopt_lectures._checks import (
     check_positive,
     check_unit_interval,
 )
-from jaxopt_lectures._tree import compute_dtype, safe_increment
+from jaxopt_lectures._tree import compute_dtype, safe_increment, update_dtype
 from jaxopt_lectures.nn._axis import AxisName
 from jaxopt_lectures.nn.normalize import batch_moments
 
@@ -143,8 +143,12 @@ def batch_norm(
         is True.
 
     Returns:
-      ``(y, new_state)``: the output in the dtype of ``x`` (the statistics are computed in at least
-      float32) and the state for the next call.
+      ``(y, new_state)``: the output in the dtype of a floating ``x`` (the statistics are computed
+      in at least float32) and the state for the next call. Integer (or bool) inputs, uint8 pixels
+      say, give an output in the parameters' floating dtype, as ``jl.nn.normalize`` and flax's
+      ``BatchNorm`` do: cast back to integers, a normalized output would be truncated to a few
+      values and the gradients of ``scale`` and ``bias`` would be 0. The moving averages keep the
+      state's floating dtype either way.
 
     Peers and where the numbers differ:
 
@@ -188,13 +192,14 @@ def batch_norm(
             f"for {num_features} features{'' if training else ' (or one example in inference)'}."
         )
     cd = compute_dtype(x.dtype, params.scale.dtype)
+    out_dtype = _output_dtype(x.dtype, params.scale.dtype, params.bias.dtype)
     scale = params.scale.astype(cd)
     bias = params.bias.astype(cd)
 
     if not training:
         inv = lax.rsqrt(state.var.astype(cd) + eps)
         y = (x.astype(cd) - state.mean.astype(cd)) * (inv * scale) + bias
-        return y.astype(x.dtype), state
+        return y.astype(out_dtype), state
 
     count, mean, m2 = batch_moments(x.astype(cd), tuple(range(x.ndim - 1)), axis_name, "batch_norm")
     if count == 0:
@@ -221,4 +226,12 @@ def batch_norm(
         mean=moving_average(state.mean, mu_b),
         var=moving_average(state.var, var_b),
     )
-    return y.astype(x.dtype), new_state
+    return y.astype(out_dtype), new_state
+
+
+def _output_dtype(x_dtype: Any, scale_dtype: Any, bias_dtype: Any) -> Any:
+    """A floating x keeps its dtype; integers (uint8 pixels, say) and bools are promoted with the
+    parameters' dtype and to at least a float (flax's rule), never normalized back to integers."""
+    if jnp.issubdtype(x_dtype, jnp.inexact):
+        return x_dtype
+    return update_dtype(jnp.result_type(x_dtype, scale_dtype, bias_dtype))

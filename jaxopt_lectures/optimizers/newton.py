@@ -310,7 +310,9 @@ def scale_by_newton(
     - a direction that is still not finite (the Hessian had NaN or infinite entries) is replaced
       by g itself, and ``state.num_fallbacks`` counts that; a non-finite gradient counts too and
       is passed through, so the update is visibly non-finite (``optax.apply_if_finite`` skips
-      it), never a silent zero step.
+      it), never a silent zero step;
+    - parameters without entries (``{}``, or only zero-size arrays) get empty updates and an
+      unchanged state, as optax's transforms give.
 
     Args:
       damping: lambda >= 0, Levenberg-Marquardt damping added to the Hessian's diagonal (to its
@@ -369,6 +371,8 @@ def scale_by_newton(
         **extra_args: Any,
     ) -> tuple[optax.Updates, ScaleByNewtonState]:
         problem = _raveled_problem("scale_by_newton", updates, params, value_fn, extra_args)
+        if problem.x.size == 0:  # no entries (an empty tree): empty updates, as optax gives
+            return problem.to_updates(problem.g), state
         _check_size("scale_by_newton", problem.x.size, max_params, problem.x.dtype.itemsize)
         H = jax.hessian(problem.f)(problem.x)
         H = 0.5 * (H + H.T)  # symmetric to rounding: the solvers assume it
@@ -497,11 +501,19 @@ def _truncated_cg(
     of non-positive curvature met at the first iteration gives x = g, the steepest-descent
     direction; met later, the last x (a descent direction: every x built so far only saw positive
     curvature).
+
+    The solve runs on g / 2^e, with 2^e the power of two of max|g|: x is linear in g, so this
+    changes no bit of x, but the squared norms stay in range (for |g| of 1e20, |g|^2 overflows
+    float32, and for 1e-25 it underflows to 0, either of which stopped CG before its first step).
     """
+    g_exponent = jnp.frexp(jnp.max(jnp.abs(g), initial=0.0))[1]  # 0 for a zero or non-finite g
+    g = _times_power_of_two(g, -g_exponent)
     eps = jnp.finfo(g.dtype).eps
     gg = g @ g
-    # Default forcing term min(0.5, sqrt(|g|)): superlinear convergence near a minimum.
-    forcing = jnp.minimum(0.5, jnp.sqrt(jnp.sqrt(gg))) if tol is None else jnp.asarray(tol, g.dtype)
+    # Default forcing term min(0.5, sqrt(|g|)) (|g| of the gradient itself, not the scaled one):
+    # superlinear convergence near a minimum.
+    g_norm = _times_power_of_two(jnp.sqrt(gg), g_exponent)
+    forcing = jnp.minimum(0.5, jnp.sqrt(g_norm)) if tol is None else jnp.asarray(tol, g.dtype)
     threshold = forcing**2 * gg  # stop when |r|^2 <= threshold
 
     def cond_fn(s: _CGState) -> jax.Array:
@@ -547,8 +559,28 @@ def _truncated_cg(
     )
     s = lax.while_loop(cond_fn, body_fn, init)
     x = jnp.where(s.negative & (s.iteration == 1), g, s.x)
+    # Back to the gradient's scale; a solution beyond the dtype's range overflows to infinity.
+    x = _times_power_of_two(x, g_exponent)
     x = jnp.where(s.broken, jnp.nan, x)  # reported as a non-finite solve: the caller falls back
     return x, s.negative, s.iteration
+
+
+def _times_power_of_two(x: jax.Array, exponent: jax.Array) -> jax.Array:
+    """x * 2**exponent, exactly (unless the result leaves the dtype's range), for |exponent| up to
+    twice the dtype's largest: applied in two halves, each a power of two the dtype can hold."""
+    half = exponent // 2
+    for k in (half, exponent - half):
+        x = x * _power_of_two(k, x.dtype)
+    return x
+
+
+def _power_of_two(k: jax.Array, dtype: Any) -> jax.Array:
+    """2**k in ``dtype`` for an integer k within its normal exponent range, built from its bits
+    (exp2 of a float may be an approximation on some backends)."""
+    info = jnp.finfo(dtype)
+    int_dtype = jnp.int64 if info.bits == 64 else jnp.int32
+    biased = (k.astype(int_dtype) + (info.maxexp - 1)) << info.nmant
+    return lax.bitcast_convert_type(biased, dtype)
 
 
 # Long: a 59-line docstring; init and update share the checked arguments (optax's closure).
@@ -581,7 +613,11 @@ def scale_by_newton_cg(
 
     A non-finite result is replaced by g and counted in ``state.num_fallbacks``; so is a
     non-finite gradient, which then gives a visibly non-finite update (``optax.apply_if_finite``
-    skips it) instead of CG's silent zero step.
+    skips it) instead of CG's silent zero step. The solve does not depend on the gradient's
+    scale: CG runs on g divided by the power of two of its largest entry (exact, so no bit
+    changes), so a gradient of 1e20 or 1e-25, whose squared norm leaves the float32 range, gets
+    its Newton step; a step that itself has no value in the dtype (beyond about 3e38 in
+    float32) is a non-finite result, replaced by g and counted.
 
     Args:
       damping: lambda >= 0, added as ``damping * v`` to each Hessian-vector product
