@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lectures.xla_options import cpu_multi_output_fusion_enabled
+
 __all__ = ["one_loop"]
 
 
@@ -55,7 +57,15 @@ def _opaque_copy(tree: Any, copy: int) -> Any:
     return jax.tree.map(leaf, tree)
 
 
-def one_loop(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+def _pays_off() -> bool:
+    """Whether the copies pay off: JAX computes on the CPU and XLA:CPU's multi-output fusion is
+    asked for in ``XLA_FLAGS`` (read when the step is traced)."""
+    return jax.default_backend() == "cpu" and cpu_multi_output_fusion_enabled()
+
+
+def one_loop(
+    tx: optax.GradientTransformation, *, enabled: bool | None = None
+) -> optax.GradientTransformationExtraArgs:
     r"""``tx`` with each output computed from its own copy of the inputs: one loop on XLA:CPU.
 
     The result has ``tx``'s ``init`` and state structure and gives ``tx``'s numbers: the update
@@ -71,11 +81,16 @@ def one_loop(tx: optax.GradientTransformation) -> optax.GradientTransformationEx
     ``XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion`` before JAX starts).
     Then the donated step (``update`` and ``optax.apply_updates`` in one ``jax.jit``) of Adam, NAG,
     AdaGrad, RMSprop, AdaDelta, ours or optax's, is a single loop that reads and writes each array
-    once. Without the option, or on GPU (which fuses sibling loops by itself), each copy is a loop
-    of its own, as the outputs were before; ``docs/performance.md`` has the measured step and
-    compile times in every configuration. The cost is compile time: the program holds one copy of
-    the transform per state group (two more for Adam), before XLA removes what a copy does not
-    output.
+    once. The cost is compile time: the traced program holds one more copy of the transform per
+    state group (two more for Adam) until XLA removes what a copy does not output.
+
+    Elsewhere it is a no-op: where the option is off, or JAX's default backend is not the CPU
+    (GPUs fuse sibling loops by themselves), ``update`` is ``tx.update`` itself, the same traced
+    program and the same numbers, because there the copies cost time (measured without the option
+    on XLA:CPU: each output loop then rereads the inputs, and keeping the donated state in place
+    needs extra buffers; ``docs/performance.md`` has the step and compile times in every
+    configuration). The option is read from ``XLA_FLAGS`` when the step is traced; XLA reads it
+    once, when JAX starts, so set it before the first computation.
 
     Works with any ``optax.GradientTransformation``: ours, optax's, ``optax.chain``,
     :func:`jaxopt_lectures.packed`, ``optax.inject_hyperparams``, inside ``optax.MultiSteps`` and
@@ -84,6 +99,8 @@ def one_loop(tx: optax.GradientTransformation) -> optax.GradientTransformationEx
 
     Args:
       tx: the gradient transformation to wrap.
+      enabled: ``None`` (the default) computes the copies where they pay off, as above; ``True``
+        always, ``False`` never (for tests and measurements).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with ``tx.init`` and the same state.
@@ -100,6 +117,8 @@ def one_loop(tx: optax.GradientTransformation) -> optax.GradientTransformationEx
     """
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"one_loop: tx must be an optax.GradientTransformation, got {type(tx)}")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"one_loop: enabled must be None, True or False, got {enabled!r}")
     inner = optax.with_extra_args_support(tx)
 
     def update_fn(
@@ -109,6 +128,8 @@ def one_loop(tx: optax.GradientTransformation) -> optax.GradientTransformationEx
         **extra_args: Any,
     ) -> tuple[optax.Updates, optax.OptState]:
         new_updates, new_state = inner.update(updates, state, params, **extra_args)
+        if not (_pays_off() if enabled is None else enabled):
+            return new_updates, new_state
         leaves, structure = jax.tree.flatten(new_state)
         for copy, group in enumerate(_output_groups(new_updates, new_state), start=1):
             inputs = _opaque_copy((updates, state, params), copy)

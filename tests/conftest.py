@@ -214,14 +214,14 @@ LAYOUTS: dict[str, Wrap] = {
     "default": lambda tx: tx,
     "packed": jl.packed,
     "packed-mixed": lambda tx: jl.packed(tx, max_leaf_size=4),
-    "one_loop": jl.one_loop,
+    "one_loop": lambda tx: jl.one_loop(tx, enabled=True),
 }
 # JAXOPT_LECTURES_TEST_ONE_LOOP=1 wraps the default layout (and the optax-idiom tables) in
-# jl.one_loop: tests/test_one_loop.py runs the unit tier of the contract files so, with XLA:CPU's
-# multi-output fusion on.
+# jl.one_loop with its copies on: tests/test_one_loop.py runs the unit tier of the contract
+# files so, with XLA:CPU's multi-output fusion on.
 ONE_LOOP = os.environ.get("JAXOPT_LECTURES_TEST_ONE_LOOP") == "1"
 if ONE_LOOP:
-    LAYOUTS["default"] = jl.one_loop
+    LAYOUTS["default"] = LAYOUTS["one_loop"]
 
 
 # The unit tier runs the default layout: tests/test_packed.py checks there, for every alias and

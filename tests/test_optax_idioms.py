@@ -64,8 +64,8 @@ BLOCKS: dict[str, Factory] = {
     "packed_blocks": lambda: jl.packed(optax.chain(jl.scale_by_rms(), jl.trace(decay=0.5))),
 }
 if ONE_LOOP:  # the same checks with every transform wrapped (see tests/test_one_loop.py)
-    OPTIMIZERS = {name: lambda make=make: jl.one_loop(make()) for name, make in OPTIMIZERS.items()}
-    BLOCKS = {name: lambda make=make: jl.one_loop(make()) for name, make in BLOCKS.items()}
+    OPTIMIZERS = {n: lambda m=m: jl.one_loop(m(), enabled=True) for n, m in OPTIMIZERS.items()}
+    BLOCKS = {n: lambda m=m: jl.one_loop(m(), enabled=True) for n, m in BLOCKS.items()}
 ALL: dict[str, Factory] = {**OPTIMIZERS, **BLOCKS}
 # For the checks that compile every transform into one function: one of each kind of state (the
 # aliases are chains of the blocks, so a block whose state an alias already has is left out).
