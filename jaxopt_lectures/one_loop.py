@@ -86,11 +86,11 @@ def one_loop(
 
     Elsewhere it is a no-op: where the option is off, or JAX's default backend is not the CPU
     (GPUs fuse sibling loops by themselves), ``update`` is ``tx.update`` itself, the same traced
-    program and the same numbers, because there the copies cost time (measured without the option
-    on XLA:CPU: each output loop then rereads the inputs, and keeping the donated state in place
-    needs extra buffers; ``docs/performance.md`` has the step and compile times in every
-    configuration). The option is read from ``XLA_FLAGS`` when the step is traced; XLA reads it
-    once, when JAX starts, so set it before the first computation.
+    program and the same numbers, because there the copies cost time (without the option each
+    output loop rereads the inputs, and keeping the donated state in place can need extra
+    buffers; ``docs/performance.md`` has the step and compile times in every configuration).
+    The option is read from ``XLA_FLAGS`` when the step is traced; XLA reads it once, when JAX
+    starts, so set it before the first computation.
 
     Works with any ``optax.GradientTransformation``: ours, optax's, ``optax.chain``,
     :func:`jaxopt_lectures.packed`, ``optax.inject_hyperparams``, inside ``optax.MultiSteps`` and
