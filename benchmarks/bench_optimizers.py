@@ -46,16 +46,17 @@ Completion: every output of one XLA execution is ready at the same moment, so th
 the parameters only (``jax.block_until_ready(params)``; the same number of leaves for every
 variant).
 
-XLA:CPU's multi-output fusion (``--multi-output-fusion both``): the backend option
-``xla_cpu_use_multi_output_fusion`` can only be given through ``XLA_FLAGS`` before JAX starts
-(see :mod:`jaxopt_lectures.xla_options`), so the two configurations cannot share a process. The
-JAX variants then run in two worker processes, one started with the option and one without,
-each with its own buffers and its own triad; this process keeps PyTorch and drives both workers
-from the same interleaved schedule: every round it asks the worker (or PyTorch) for one sample of
-each variant in a new random order, and the worker streams its triad, untimed, right before the
-timed step. Only one process computes at a time; the other waits on a pipe. Each worker also
-runs three steps of every variant from the same start and sends a hash of the resulting
-parameters and state: "bit-identical" says whether the option changed any bit.
+XLA:CPU's multi-output fusion and ``jl.one_loop`` (``--multi-output-fusion both``): the backend
+option ``xla_cpu_use_multi_output_fusion`` can only be given through ``XLA_FLAGS`` before JAX
+starts (see :mod:`jaxopt_lectures.xla_options`), so the two configurations cannot share a process.
+The JAX variants (ours and optax's, each plain and wrapped in ``jl.one_loop``) then run in two
+worker processes, one started with the option and one without, each with its own buffers and its
+own triad; this process keeps PyTorch and drives both workers from the same interleaved schedule:
+every round it asks the worker (or PyTorch) for one sample of each variant in a new random order,
+and the worker streams its triad, untimed, right before the timed step. Only one process computes
+at a time; the other waits on a pipe. Each worker also counts the loops over the leaf in every
+compiled step, times three fresh compilations of it, and runs three steps from the same start:
+the "Loops and compile time" table says how far the wrapped parameters are from the plain ones.
 
 Load: other processes skew timings. The script prints the load average and, per shape, the
 fraction of the machine's CPU time that *other* processes used during the measurement (from
