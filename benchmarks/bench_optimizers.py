@@ -46,16 +46,17 @@ Completion: every output of one XLA execution is ready at the same moment, so th
 the parameters only (``jax.block_until_ready(params)``; the same number of leaves for every
 variant).
 
-XLA:CPU's multi-output fusion (``--multi-output-fusion both``): the backend option
-``xla_cpu_use_multi_output_fusion`` can only be given through ``XLA_FLAGS`` before JAX starts
-(see :mod:`jaxopt_lectures.xla_options`), so the two configurations cannot share a process. The
-JAX variants then run in two worker processes, one started with the option and one without,
-each with its own buffers and its own triad; this process keeps PyTorch and drives both workers
-from the same interleaved schedule: every round it asks the worker (or PyTorch) for one sample of
-each variant in a new random order, and the worker streams its triad, untimed, right before the
-timed step. Only one process computes at a time; the other waits on a pipe. Each worker also
-runs three steps of every variant from the same start and sends a hash of the resulting
-parameters and state: "bit-identical" says whether the option changed any bit.
+XLA:CPU's multi-output fusion and ``jl.one_loop`` (``--multi-output-fusion both``): the backend
+option ``xla_cpu_use_multi_output_fusion`` can only be given through ``XLA_FLAGS`` before JAX
+starts (see :mod:`jaxopt_lectures.xla_options`), so the two configurations cannot share a process.
+The JAX variants (ours and optax's, each plain and wrapped in ``jl.one_loop``) then run in two
+worker processes, one started with the option and one without, each with its own buffers and its
+own triad; this process keeps PyTorch and drives both workers from the same interleaved schedule:
+every round it asks the worker (or PyTorch) for one sample of each variant in a new random order,
+and the worker streams its triad, untimed, right before the timed step. Only one process computes
+at a time; the other waits on a pipe. Each worker also counts the loops over the leaf in every
+compiled step, times three fresh compilations of it, and runs three steps from the same start:
+the "Loops and compile time" table says how far the wrapped parameters are from the plain ones.
 
 Load: other processes skew timings. The script prints the load average and, per shape, the
 fraction of the machine's CPU time that *other* processes used during the measurement (from
@@ -160,6 +161,8 @@ OPTIMIZERS: dict[str, Spec] = {
 MOF_FLAG = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
 MOF = "+MOF"  # suffix of the variants compiled with XLA:CPU's multi-output fusion
 VARIANTS = ("ours", "packed", "optax", "optax again")
+# With --multi-output-fusion both: each transform as it is and wrapped in jl.one_loop.
+ONE_LOOP_VARIANTS = ("ours", "one_loop", "optax", "optax one_loop", "optax again")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +235,8 @@ class Runner:
     peak_bytes: int | None = None  # arguments + outputs - donated aliases + temporaries
     state_bytes: int | None = None
     fingerprint: str | None = None  # hash of params and state after 3 steps from a fixed start
+    compile_seconds: float | None = None  # median of 3 fresh trace + lower + compile
+    loops: int | None = None  # loops over the leaf's entries in the compiled step (one leaf)
 
     def warm(self, n: int) -> None:
         for _ in range(n):
@@ -248,6 +253,8 @@ class Runner:
             "peak": self.peak_bytes,
             "state": self.state_bytes,
             "fingerprint": self.fingerprint,
+            "compile": self.compile_seconds,
+            "loops": self.loops,
         }
 
 
@@ -294,11 +301,23 @@ def ulps_apart(a: str | None, b: str | None) -> int | None:
     return max(1, int(np.max(np.abs(x - y))))
 
 
-def jax_runner(name: str, tx: optax.GradientTransformation, sizes: list[int]) -> Runner:
+def count_loops(compiled: Any, size: int) -> int:
+    """Loops over a leaf of ``size`` entries: fusions of the entry computation with a
+    ``size``-entry array among their results."""
+    entry = compiled.as_text().split("ENTRY")[1].splitlines()
+    return sum(1 for x in entry if " fusion(" in x and f"[{size}]" in x.split(" fusion(")[0])
+
+
+def jax_runner(
+    name: str, tx: optax.GradientTransformation, sizes: list[int], compiles: int = 1
+) -> Runner:
     params = make_tree(sizes, 0, 1.0)
     grads = make_tree(sizes, 1, 1e-2)
     state = tx.init(params)
+    start = time.perf_counter()
     compiled = jax.jit(jax_step(tx), donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    seconds = [time.perf_counter() - start]
+    seconds += [compile_seconds(tx, sizes) for _ in range(compiles - 1)]
     memory = compiled.memory_analysis()
     box = [params, state]
 
@@ -324,6 +343,8 @@ def jax_runner(name: str, tx: optax.GradientTransformation, sizes: list[int]) ->
         peak_bytes=peak,
         state_bytes=state_bytes,
         fingerprint=fingerprint(compiled, tx, sizes),
+        compile_seconds=statistics.median(seconds),
+        loops=count_loops(compiled, sizes[0]) if len(sizes) == 1 else None,
     )
 
 
@@ -332,6 +353,10 @@ def variant_tx(spec: Spec, variant: str) -> optax.GradientTransformation:
         return spec.ours()
     if variant == "packed":
         return jl.packed(spec.ours())
+    if variant == "one_loop":
+        return jl.one_loop(spec.ours())
+    if variant == "optax one_loop":
+        return jl.one_loop(spec.peer())
     return spec.peer()  # "optax", "optax again"
 
 
@@ -423,7 +448,8 @@ def worker_main() -> None:
             runners.clear()
             spec, sizes = OPTIMIZERS[request["optimizer"]], SHAPES[request["shape"]]
             for variant in request["variants"]:
-                runners[variant] = jax_runner(variant, variant_tx(spec, variant), sizes)
+                tx = variant_tx(spec, variant)
+                runners[variant] = jax_runner(variant, tx, sizes, compiles=3)
                 runners[variant].flush = triad.run
             reply = {name: r.info() for name, r in runners.items()}
         elif command == "warmup":
@@ -450,6 +476,7 @@ class RemoteRunner(Runner):
         self.worker, self.remote = worker, remote
         self.temp_bytes, self.peak_bytes = info.get("temp"), info.get("peak")
         self.state_bytes, self.fingerprint = info.get("state"), info.get("fingerprint")
+        self.compile_seconds, self.loops = info.get("compile"), info.get("loops")
 
     def warm(self, n: int) -> None:
         self.worker.ask(cmd="warmup", name=self.remote, n=n)
@@ -564,7 +591,7 @@ def bench_shape(
         else:
             for suffix, worker in workers.items():
                 # the A/A control (a second instance of optax's step) in the default worker
-                variants = VARIANTS if not suffix else VARIANTS[:3]
+                variants = ONE_LOOP_VARIANTS[: None if not suffix else -1]
                 info = worker.ask(cmd="setup", shape=shape, optimizer=name, variants=variants)
                 runners += [RemoteRunner(v + suffix, worker, v, info[v]) for v in variants]
             triad = RemoteRunner("triad", workers[""], "triad", {})
@@ -623,42 +650,70 @@ def step_table(rows: list[Row], triad_bw: float, use_torch: bool) -> tuple[list[
     return head, out
 
 
+def _best_torch(row: Row) -> str:
+    return "torch fused" if "torch fused" in row.times else "torch foreach"
+
+
 def mof_table(rows: list[Row], use_torch: bool) -> tuple[list[str], list]:
-    """With and without the option, against PyTorch's fastest (fused where it exists)."""
-    head = ["shape", "optimizer", "ours", "ours" + MOF, "optax", "optax" + MOF, "packed" + MOF]
+    """Each transform as it is and in jl.one_loop, with and without the option, against
+    PyTorch's fastest step (fused where it exists)."""
+    head = ["optimizer", "ours", "ours" + MOF, "one_loop(ours)" + MOF]
+    head += ["optax", "optax" + MOF, "one_loop(optax)" + MOF]
     if use_torch:
-        head += ["torch (fused or foreach)"]
-    head += ["ours+MOF / ours", "optax+MOF / optax", "ours+MOF / optax"]
-    if use_torch:
-        head += ["ours / torch", "ours+MOF / torch"]
-    head += ["A/A", "bit-identical: ours / packed / optax"]
+        head += ["torch (fused or foreach)", "one_loop(ours)+MOF / torch", "ours+MOF / torch"]
+    head += ["one_loop(optax)+MOF / one_loop(ours)+MOF", "one_loop(ours) / ours (no MOF)", "A/A"]
     out = []
     for row in rows:
-        best = "torch fused" if "torch fused" in row.times else "torch foreach"
-        apart = [
-            ulps_apart(row.memory[v]["fingerprint"], row.memory[v + MOF]["fingerprint"])
-            for v in ("ours", "packed", "optax")
-        ]
-        cells = [row.shape, row.optimizer]
-        cells += [fmt_time(row.median(v)) for v in ("ours", "ours" + MOF, "optax", "optax" + MOF)]
-        cells += [fmt_time(row.median("packed" + MOF))]
+        best = _best_torch(row)
+        cells = [row.optimizer]
+        cells += [fmt_time(row.median(v)) for v in ("ours", "ours" + MOF, "one_loop" + MOF)]
+        cells += [fmt_time(row.median(v)) for v in ("optax", "optax" + MOF)]
+        cells += [fmt_time(row.median("optax one_loop" + MOF))]
         if use_torch:
             cells += [f"{fmt_time(row.median(best))} ({best.split()[1]})"]
+            cells += [fmt_ratio(row.ratio("one_loop" + MOF, best))]
+            cells += [fmt_ratio(row.ratio("ours" + MOF, best))]
         cells += [
-            fmt_ratio(row.ratio("ours" + MOF, "ours")),
-            fmt_ratio(row.ratio("optax" + MOF, "optax")),
-            fmt_ratio(row.ratio("ours" + MOF, "optax")),
+            fmt_ratio(row.ratio("optax one_loop" + MOF, "one_loop" + MOF)),
+            fmt_ratio(row.ratio("one_loop", "ours")),
+            fmt_ratio(row.ratio("optax again", "optax")),
         ]
-        if use_torch:
-            cells += [fmt_ratio(row.ratio("ours", best)), fmt_ratio(row.ratio("ours" + MOF, best))]
-        same = " / ".join("?" if a is None else "yes" if a == 0 else f"no ({a} ulp)" for a in apart)
-        cells += [fmt_ratio(row.ratio("optax again", "optax")), same]
         out.append(cells)
     return head, out
 
 
+def loops_table(rows: list[Row]) -> tuple[list[str], list]:
+    """Loops of the compiled step, compile time wrapped and not, and how far the numbers move."""
+    head = ["transform", "loops", "loops" + MOF, "one_loop: loops", "one_loop: loops" + MOF]
+    head += ["compile", "one_loop: compile", "one_loop / plain compile" + MOF]
+    head += ["one_loop vs plain after 3 steps" + MOF]
+    out = []
+    for row in rows:
+        for who, plain, wrapped in (
+            ("jl", "ours", "one_loop"),
+            ("optax", "optax", "optax one_loop"),
+        ):
+            m = row.memory
+            ratio = m[wrapped + MOF]["compile"] / m[plain + MOF]["compile"]
+            apart = ulps_apart(m[plain + MOF]["fingerprint"], m[wrapped + MOF]["fingerprint"])
+            out.append(
+                [
+                    f"{who} {row.optimizer}",
+                    str(m[plain]["loops"]),
+                    str(m[plain + MOF]["loops"]),
+                    str(m[wrapped]["loops"]),
+                    str(m[wrapped + MOF]["loops"]),
+                    f"{m[plain + MOF]['compile']:.2f} s",
+                    f"{m[wrapped + MOF]['compile']:.2f} s",
+                    f"{ratio:.2f}",
+                    "bit-identical" if apart == 0 else f"{apart} ulp",
+                ]
+            )
+    return head, out
+
+
 def memory_table(rows: list[Row]) -> tuple[list[str], list]:
-    names = [n for n in rows[0].memory if not n.startswith("torch") and n != "optax again"]
+    names = [n for n in rows[0].memory if not n.startswith("torch") and "again" not in n]
     head = ["shape", "optimizer"] + [
         f"{what}: {' / '.join(names)}" for what in ("state", "XLA temporaries", "peak live")
     ]
@@ -804,12 +859,19 @@ STEP_NOTES = (
     "same run's 50M-float triad."
 )
 MOF_NOTES = (
-    "+MOF: compiled with XLA_FLAGS=" + MOF_FLAG + " (a separate worker process, interleaved "
-    "sample by sample with the others). torch: PyTorch's fused implementation where it has one "
-    "(SGD, momentum, NAG, Adagrad, Adam), otherwise foreach. bit-identical: parameters and "
-    "state after 3 steps equal bit for bit with and without the option; where not, the largest "
-    "difference in units in the last place on a sample of the parameters (XLA contracts "
-    "multiplies and adds into fused multiply-adds differently when it merges loops)."
+    "One 10M-float32 leaf, one donated step (update + apply_updates), medians of interleaved "
+    "rounds; ratios are medians of per-round ratios [interquartile range]. +MOF: compiled with "
+    "XLA_FLAGS=" + MOF_FLAG + " (a separate worker process, interleaved sample by sample with "
+    "the others). one_loop(tx): jl.one_loop around the transform. torch: PyTorch's fused "
+    "implementation where it has one (momentum, NAG, Adagrad, Adam), otherwise foreach. A/A: two "
+    "identical optax programs (the noise band)."
+)
+LOOPS_NOTES = (
+    "Loops over the leaf in the compiled step (fusions with a 10M-entry result), without and "
+    "with the option; compile: trace + lower + compile of the step with the option, median of 3 "
+    "fresh compiles in the worker. Last column: the largest difference between the wrapped and "
+    "the plain transform's parameters after 3 steps, in float32 units in the last place, on a "
+    "sample of 64 parameters."
 )
 COMPILE_NOTES = (
     "Trace + lower + compile of one step (a fresh function: no cache), median of the repeats, "
@@ -912,10 +974,13 @@ def main() -> None:
         print(context)
         if both:
             results.table(
-                "Step time with and without multi-output fusion",
+                "Step time: multi-output fusion and jl.one_loop",
                 *mof_table(rows, use_torch),
                 notes=f"{MOF_NOTES} {context}",
             )
+            single = [r for r in rows if len(SHAPES[r.shape]) == 1]
+            if single:
+                results.table("Loops and compile time", *loops_table(single), notes=LOOPS_NOTES)
         else:
             results.table(
                 "Step time", *step_table(rows, triad_bw, use_torch), f"{STEP_NOTES} {context}"

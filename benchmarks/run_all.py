@@ -32,7 +32,12 @@ def steps(quick: bool, platform: str) -> dict[str, tuple[list[str], dict[str, st
     out: dict[str, tuple[list[str], dict[str, str]]] = {
         "optimizers": (["bench_optimizers.py", *q, "--compile-leaves"], {}),
         "optimizers-mof": (
-            ["bench_optimizers.py", *q, "--multi-output-fusion", "both", "--compile-leaves"],
+            [
+                "bench_optimizers.py",
+                *q,
+                *("--multi-output-fusion", "both", "--shapes", "1x10M", "--compile-leaves"),
+                *("--optimizers", "momentum", "nag", "adagrad", "rmsprop", "adadelta", "adam"),
+            ],
             {},
         ),
         "compile": (

@@ -8,6 +8,7 @@ Every optimizer is a pure ``(init, update)`` pair in the optax style, so it drop
 """
 
 from jaxopt_lectures import diagnostics, nn
+from jaxopt_lectures.one_loop import one_loop
 from jaxopt_lectures.optimizers.adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
 from jaxopt_lectures.optimizers.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
 from jaxopt_lectures.optimizers.adam import ScaleByAdamState, adam, scale_by_adam
@@ -65,6 +66,7 @@ __all__ = [
     "newton",
     "newton_cg",
     "nn",
+    "one_loop",
     "packed",
     "rmsprop",
     "scale_by_adadelta",

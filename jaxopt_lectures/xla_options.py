@@ -2,18 +2,14 @@
 
 What a backend needs to emit a faster step is set here, for the whole process, and documented
 with the measurement that justifies it (``benchmarks/bench_optimizers.py``, tables in
-``docs/performance.md``). Without a switch the optimizers compute their equations as written;
-with XLA:CPU's multi-output fusion on they compute the same equations in the one-loop form
-described at :func:`use_cpu_multi_output_fusion`, and nowhere else.
+``docs/performance.md``). The optimizers never read these switches: their traced programs are the
+same with or without them. The one-loop form that multi-output fusion rewards is the separate
+wrapper :func:`jaxopt_lectures.one_loop`, which serves any transform.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import jax
-import jax.numpy as jnp
 
 __all__ = [
     "CPU_MULTI_OUTPUT_FUSION",
@@ -66,15 +62,11 @@ def use_cpu_multi_output_fusion() -> None:
     option ``xla_cpu_use_multi_output_fusion`` XLA's sibling multi-output fusion pass merges
     loops that read the same operand and do not depend on one another (at most 20 operands per
     loop) into one loop with several outputs, so the shared inputs are read once. It never fuses
-    a producer with its consumer; so with the option on, the library's momentum, NAG, Adam,
-    AdaGrad, RMSprop and AdaDelta compute their update from the old state in a copy that XLA
-    does not merge back, and the whole step, ``optax.apply_updates`` included, becomes one loop
-    that reads and writes every array once (:func:`jaxopt_lectures.trace` on its own cannot: it
-    only sees the updates of the transform before it). ``docs/performance.md`` has the step
-    times with and without the option for every optimizer (``bench_optimizers.py
-    --multi-output-fusion both``), and how far the numbers move: by float32 rounding, because
-    XLA contracts a multiply and an add into one fused multiply-add differently in the merged
-    loop.
+    a producer with its consumer: wrap the transform in :func:`jaxopt_lectures.one_loop`, which
+    computes each output from its own copy of the inputs, and the whole step of any elementwise
+    transform, ``optax.apply_updates`` included, becomes one loop that reads and writes every
+    array once. The option changes no transform's traced program; ``docs/performance.md`` has the
+    step times with and without it, wrapped and not (``bench_optimizers.py``).
 
     The option is a map entry of XLA's debug options, which JAX passes to XLA only through the
     ``XLA_FLAGS`` environment variable when it starts its backends: ``jax.jit(...,
@@ -112,27 +104,3 @@ def use_cpu_multi_output_fusion() -> None:
     kept = [f for f in flags if not f.startswith(_EXTRA)]
     kept.append(_EXTRA + ",".join([*options, CPU_MULTI_OUTPUT_FUSION]))
     os.environ["XLA_FLAGS"] = " ".join(kept)
-
-
-def _one_loop_constants(dtype: Any, *values: Any, copy: int = 0) -> tuple[jax.Array, ...] | None:
-    """The scalars ``values`` as ``dtype`` constants that XLA does not merge with the same
-    constants elsewhere in the program, when multi-output fusion is on (else ``None``).
-
-    Used by transforms whose update reads a state it also writes (Adam's moments): XLA:CPU's
-    multi-output fusion merges sibling loops only, so the parameter loop, a consumer of the new
-    moments, stays a loop of its own that reads them back from memory. Computing the step a
-    second time from the *old* state, with these constants, makes the step's loop a sibling of
-    the state's loop (both read the gradient and the old state), and the pass merges them into
-    one loop that reads every array once. With the ordinary constants XLA's common-subexpression
-    elimination would find the two copies equal and merge them back into one producer; the
-    constants pass through an optimization barrier, so it cannot (``copy`` tells apart the
-    constants of several copies, which would otherwise merge with one another). The copy
-    computes the same operations on the same values; inside the merged loop LLVM may contract a
-    multiply and an add into a fused multiply-add differently, so results move by float32
-    rounding.
-    """
-    if not cpu_multi_output_fusion_enabled() or not jnp.issubdtype(dtype, jnp.floating):
-        return None
-    tagged = [jnp.asarray(v, dtype) for v in (*values, copy)]
-    packed = jax.lax.optimization_barrier(jnp.stack(tagged))
-    return tuple(packed[i] for i in range(len(values)))

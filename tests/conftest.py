@@ -214,16 +214,24 @@ LAYOUTS: dict[str, Wrap] = {
     "default": lambda tx: tx,
     "packed": jl.packed,
     "packed-mixed": lambda tx: jl.packed(tx, max_leaf_size=4),
+    "one_loop": lambda tx: jl.one_loop(tx, enabled=True),
 }
+# JAXOPT_LECTURES_TEST_ONE_LOOP=1 wraps the default layout (and the optax-idiom tables) in
+# jl.one_loop with its copies on: tests/test_one_loop.py runs the unit tier of the contract
+# files so, with XLA:CPU's multi-output fusion on.
+ONE_LOOP = os.environ.get("JAXOPT_LECTURES_TEST_ONE_LOOP") == "1"
+if ONE_LOOP:
+    LAYOUTS["default"] = LAYOUTS["one_loop"]
 
 
 # The unit tier runs the default layout: tests/test_packed.py checks there, for every alias and
-# both packed layouts, that packing changes no number. The integration tier runs every test that
-# takes this fixture in every layout.
+# both packed layouts, that packing changes no number (tests/test_one_loop.py does for one_loop).
+# The integration tier runs every test that takes this fixture in every layout.
 LAYOUT_PARAMS = [
     pytest.param("default"),
     pytest.param("packed", marks=pytest.mark.integration),
     pytest.param("packed-mixed", marks=pytest.mark.integration),
+    pytest.param("one_loop", marks=pytest.mark.integration),
 ]
 
 

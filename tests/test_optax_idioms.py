@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import enable_x64
+from conftest import ONE_LOOP, enable_x64
 
 import jaxopt_lectures as jl
 
@@ -63,6 +63,9 @@ BLOCKS: dict[str, Factory] = {
     "scale_by_adadelta": lambda: jl.scale_by_adadelta(),
     "packed_blocks": lambda: jl.packed(optax.chain(jl.scale_by_rms(), jl.trace(decay=0.5))),
 }
+if ONE_LOOP:  # the same checks with every transform wrapped (see tests/test_one_loop.py)
+    OPTIMIZERS = {n: lambda m=m: jl.one_loop(m(), enabled=True) for n, m in OPTIMIZERS.items()}
+    BLOCKS = {n: lambda m=m: jl.one_loop(m(), enabled=True) for n, m in BLOCKS.items()}
 ALL: dict[str, Factory] = {**OPTIMIZERS, **BLOCKS}
 # For the checks that compile every transform into one function: one of each kind of state (the
 # aliases are chains of the blocks, so a block whose state an alias already has is left out).

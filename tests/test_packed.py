@@ -26,7 +26,7 @@ from conftest import ALIASES, LAYOUTS, Wrap, random_gradients, random_tree, to_f
 import jaxopt_lectures as jl
 
 PARAMS = tree_of(lambda shape: jnp.ones(shape, jnp.float32))
-PACKED = [name for name in LAYOUTS if name != "default"]
+PACKED = [name for name in LAYOUTS if name.startswith("packed")]
 
 
 @pytest.fixture(params=PACKED)

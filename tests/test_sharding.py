@@ -94,6 +94,8 @@ SCRIPT = textwrap.dedent(
             jl.trace(decay=0.9),
             jl.scale_by_learning_rate(0.1),
         ),
+        "one_loop_adam": jl.one_loop(jl.adam(0.01)),
+        "one_loop_optax_adadelta": jl.one_loop(optax.adadelta(1.0)),
     }
     report = {}
     loss = lambda p: sum(jnp.sum(jnp.sin(x) ** 2) for x in jax.tree.leaves(p))
@@ -144,6 +146,8 @@ def test_optimizer_state_is_sharded_like_the_parameters(axis_types: str) -> None
         "rmsprop_momentum",
         "nadam_schedule",
         "blocks",
+        "one_loop_adam",
+        "one_loop_optax_adadelta",
     }
     for name, entry in report.items():
         assert entry["traces"] == 1, (name, entry)  # three steps, one compilation

@@ -21,8 +21,7 @@ from jaxopt_lectures._tree import (
     update_dtype,
     zeros_like,
 )
-from jaxopt_lectures.optimizers.sgd import descent
-from jaxopt_lectures.xla_options import _one_loop_constants
+from jaxopt_lectures.optimizers.transform import descent
 
 __all__ = ["ScaleByAdagradState", "adagrad", "scale_by_adagrad"]
 
@@ -103,11 +102,7 @@ def scale_by_adagrad(
             cd = compute_dtype(g.dtype, s.dtype)
             g_c = g.astype(cd)
             s_new = s.astype(real_dtype(cd)) + abs_sq(g_c)  # s_t = s_{t-1} + |g_t|^2
-            # With XLA:CPU multi-output fusion the step reads s_t from a copy that XLA fuses
-            # into the accumulator's loop (see xla_options); else the new accumulator itself.
-            opaque = _one_loop_constants(cd, 1.0)
-            s_step = s_new if opaque is None else s.astype(real_dtype(cd)) + abs_sq(g_c * opaque[0])
-            x = jnp.where(g_c == 0, 0.0, g_c / (jnp.sqrt(s_step) + eps))  # NaN still shows
+            x = jnp.where(g_c == 0, 0.0, g_c / (jnp.sqrt(s_new) + eps))  # NaN still shows
             return x.astype(update_dtype(g.dtype)), s_new.astype(s.dtype)
 
         new_updates, sum_of_squares = map_leaves(leaf, 2, updates, state.sum_of_squares)

@@ -29,8 +29,7 @@ from jaxopt_lectures._tree import (
     update_dtype,
     zeros_like,
 )
-from jaxopt_lectures.optimizers.sgd import descent
-from jaxopt_lectures.xla_options import _one_loop_constants
+from jaxopt_lectures.optimizers.transform import descent
 
 __all__ = ["ScaleByAdamState", "adam", "scale_by_adam"]
 
@@ -141,29 +140,17 @@ def scale_by_adam(
         ) -> tuple[jax.Array, jax.Array, jax.Array]:
             cd = compute_dtype(g.dtype, m.dtype, v.dtype)
             g_c = g.astype(cd)
-
-            def moments(
-                g_t: jax.Array, c1: Any, c1_new: Any, c2: Any, c2_new: Any
-            ) -> tuple[jax.Array, jax.Array]:
-                m_t = c1 * m.astype(cd) + c1_new * g_t  # EMA of the gradient
-                v_t = c2 * v.astype(real_dtype(cd)) + c2_new * abs_sq(g_t)  # and of |g|^2
-                return m_t, v_t
-
-            m_new, v_new = moments(g_c, b1, 1 - b1, b2, 1 - b2)
-            # With XLA:CPU multi-output fusion the step is computed from the old moments in a
-            # copy that XLA fuses into the moments' loop (see xla_options); else from the new.
-            opaque = _one_loop_constants(cd, 1.0, b1, 1 - b1, b2, 1 - b2)
-            if opaque is None:
-                m_step, v_step = m_new, v_new
-            else:
-                m_step, v_step = moments(g_c * opaque[0], *opaque[1:])
+            m_new = b1 * m.astype(cd) + (1 - b1) * g_c  # EMA of the gradient
+            v_new = b2 * v.astype(real_dtype(cd)) + (1 - b2) * abs_sq(
+                g_c
+            )  # EMA of its squared magnitude
             if nesterov:
-                m_hat = b1 * m_step / correction1_next.astype(cd) + (
+                m_hat = b1 * m_new / correction1_next.astype(cd) + (
                     1 - b1
                 ) * g_c / correction1.astype(cd)
             else:
-                m_hat = m_step / correction1.astype(cd)
-            v_hat = v_step / correction2.astype(v_step.dtype)
+                m_hat = m_new / correction1.astype(cd)
+            v_hat = v_new / correction2.astype(v_new.dtype)
             # 0/0 (a coordinate that only ever saw zero gradients, with eps=0) is a zero step.
             x = jnp.where(m_hat == 0, 0.0, m_hat / (jnp.sqrt(v_hat + eps_root) + eps))
             return x.astype(update_dtype(g.dtype)), m_new.astype(m.dtype), v_new.astype(v.dtype)

@@ -30,9 +30,7 @@ from jaxopt_lectures._tree import (
     update_dtype,
     zeros_like,
 )
-from jaxopt_lectures.optimizers.momentum import trace
-from jaxopt_lectures.optimizers.sgd import descent
-from jaxopt_lectures.xla_options import _one_loop_constants
+from jaxopt_lectures.optimizers.transform import descent, trace
 
 __all__ = [
     "ScaleByRStdDevState",
@@ -156,14 +154,7 @@ def scale_by_rms(
             cd = compute_dtype(g.dtype, v.dtype)
             g_c = g.astype(cd)
             v_new = decay * v.astype(real_dtype(cd)) + (1 - decay) * abs_sq(g_c)  # EMA(|g|^2)_t
-            # With XLA:CPU multi-output fusion the step reads the average from a copy that XLA
-            # fuses into the average's loop (see xla_options); else the new average itself.
-            opaque = _one_loop_constants(cd, 1.0, decay, 1 - decay)
-            v_step = v_new
-            if opaque is not None:
-                one, c, c_new = opaque
-                v_step = c * v.astype(real_dtype(cd)) + c_new * abs_sq(g_c * one)
-            v_hat = v_step if correction is None else v_step / correction.astype(v_step.dtype)
+            v_hat = v_new if correction is None else v_new / correction.astype(v_new.dtype)
             if eps_in_sqrt:  # noqa: SIM108  (optax's default: g / sqrt(nu + eps))
                 x = g_c * jax.lax.rsqrt(v_hat + eps)
             else:  # the lecture's, Hinton's and PyTorch's: g / (sqrt(nu) + eps)

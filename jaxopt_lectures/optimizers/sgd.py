@@ -6,19 +6,19 @@ singleton"), with a decaying learning rate eta.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lectures._checks import (
-    check_bool,
-    check_learning_rate,
-    check_non_negative,
-    check_positive,
+from jaxopt_lectures._checks import check_bool, check_non_negative, check_positive
+from jaxopt_lectures.optimizers.transform import (
+    ScaleByLearningRateState,
+    descent,
+    scale_by_learning_rate,
+    trace,
 )
-from jaxopt_lectures._tree import compute_dtype, safe_increment, update_dtype
 
 __all__ = [
     "ScaleByLearningRateState",
@@ -26,116 +26,6 @@ __all__ = [
     "scale_by_learning_rate",
     "sgd",
 ]
-
-
-class ScaleByLearningRateState(NamedTuple):
-    """Step counter t (int32, saturating) at which the next update evaluates the schedule.
-
-    Only a schedule has this state; a constant rate has ``optax.EmptyState()``, as in optax
-    (``optax.ScaleByScheduleState`` is the same record there).
-    """
-
-    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
-
-
-# Long: a 34-line docstring; init and update share the checked arguments (optax's closure).
-def scale_by_learning_rate(
-    learning_rate: optax.ScalarOrSchedule | None = None,
-    *,
-    flip_sign: bool = True,
-) -> optax.GradientTransformationExtraArgs:
-    r"""Multiply the updates by ``-learning_rate``: the one place the descent sign is applied.
-
-    Lecture: the step :math:`-\eta\, g` of gradient descent, with :math:`\eta` = ``learning_rate``.
-
-    .. math::
-        u_t = -\eta_t\, g_t
-
-    Every alias of the library ends with this transform, so the sign flip happens exactly once
-    in any chain. A schedule is evaluated at the number of updates done before this one, so the
-    first update uses ``schedule(0)`` (optax's convention).
-
-    Args:
-      learning_rate: eta >= 0, a number or a schedule ``step -> eta`` (ours, optax's, or any
-        callable of an int32 step count). ``None`` scales nothing (the identity), as in optax.
-      flip_sign: multiply by ``-learning_rate`` (descent, the default) or by ``+learning_rate``.
-
-    Returns:
-      An ``optax.GradientTransformationExtraArgs``. Its state is a ``ScaleByLearningRateState``
-      (the step count) under a schedule and ``optax.EmptyState()`` otherwise, so
-      ``optax.tree_utils.tree_get(state, "count")`` finds one count in ``jl.adam(1e-3)``.
-
-    Equivalent to ``optax.scale_by_learning_rate(learning_rate, flip_sign=flip_sign)``, same
-    argument names, defaults and state types.
-
-    Dtypes: the update has the gradient's dtype (float, bf16/f16 computed in float32, complex);
-    an integer gradient gives a float update, as in optax.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxopt_lectures as jl
-      >>> tx = jl.scale_by_learning_rate(0.1)
-      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
-      >>> updates
-      Array([-0.1,  0.2], dtype=float32)
-    """
-    check_bool("flip_sign", flip_sign)
-    if learning_rate is None:
-        return optax.with_extra_args_support(optax.identity())
-    check_learning_rate(learning_rate)
-    sign = -1.0 if flip_sign else 1.0
-
-    def scaled(updates: optax.Updates, eta: Any) -> optax.Updates:
-        def step(g: Any) -> jax.Array:
-            g = jnp.asarray(g)
-            cd = compute_dtype(g.dtype)
-            return (sign * eta * g.astype(cd)).astype(update_dtype(g.dtype))
-
-        return jax.tree.map(step, updates)
-
-    if not callable(learning_rate):
-
-        def init_constant(params: optax.Params) -> optax.EmptyState:
-            del params
-            return optax.EmptyState()
-
-        def update_constant(
-            updates: optax.Updates,
-            state: optax.EmptyState,
-            params: optax.Params | None = None,
-            **extra_args: object,
-        ) -> tuple[optax.Updates, optax.EmptyState]:
-            del params, extra_args
-            return scaled(updates, learning_rate), state
-
-        return optax.GradientTransformationExtraArgs(init_constant, update_constant)
-
-    schedule = learning_rate
-
-    def init_fn(params: optax.Params) -> ScaleByLearningRateState:
-        del params
-        return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
-
-    def update_fn(
-        updates: optax.Updates,
-        state: ScaleByLearningRateState,
-        params: optax.Params | None = None,
-        **extra_args: object,
-    ) -> tuple[optax.Updates, ScaleByLearningRateState]:
-        del params, extra_args
-        updates = scaled(updates, schedule(state.count))
-        return updates, ScaleByLearningRateState(count=safe_increment(state.count))
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def descent(learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformationExtraArgs:
-    """``scale_by_learning_rate(learning_rate)`` for the aliases, which require a rate.
-
-    ``scale_by_learning_rate(None)`` is the identity (optax's convention for the building block);
-    an alias given ``None`` would then climb the loss, so the aliases refuse it.
-    """
-    check_learning_rate(learning_rate)
-    return scale_by_learning_rate(learning_rate)
 
 
 def sgd(
@@ -186,8 +76,6 @@ def sgd(
         if nesterov or accumulator_dtype is not None:
             raise ValueError("sgd: nesterov and accumulator_dtype need momentum to be set")
         return descent(learning_rate)
-    from jaxopt_lectures.optimizers.momentum import trace  # momentum.py imports this module
-
     return optax.chain(
         trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
         descent(learning_rate),
