@@ -37,7 +37,7 @@ from jaxopt_lectures._tree import (
     safe_increment,
     update_dtype,
 )
-from jaxopt_lectures.optimizers.sgd import descent
+from jaxopt_lectures.optimizers.transform import descent
 
 __all__ = [
     "ScaleByNewtonCGState",
