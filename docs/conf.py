@@ -122,6 +122,7 @@ HAND_WRITTEN = {
     "jaxopt_lectures": "api/jaxopt_lectures",
     "jaxopt_lectures.nn": "api/nn",
     "jaxopt_lectures.diagnostics": "api/diagnostics",
+    "jaxopt_lectures.curvature": "api/curvature",
 }
 
 
