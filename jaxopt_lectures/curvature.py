@@ -429,7 +429,9 @@ def hessian_trace(
     :math:`z_j^\top H z_j`. The trace is the sum of the per-parameter curvatures the adaptive
     methods approximate (their diagonal, :math:`\mathrm{tr}(H) = \sum_i H_{ii}`), and the mean
     eigenvalue times d. The probes come from ``matfree.stochtrace.sampler_signs``, the products
-    :math:`z^\top H z` from its ``monte_carlo_trace`` integrand.
+    :math:`z^\top H z` from its ``monte_carlo_trace`` integrand; probe j is
+    ``jax.random.rademacher(keys[j], (1, d))`` with ``keys = jax.random.split(key, num_samples)``,
+    cut into leaves like ``jax.flatten_util.ravel_pytree(params)``, so a peer can redraw them.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar``, twice differentiable.

@@ -10,13 +10,15 @@ checked against their own standard errors over many seeds in one vmapped program
 from __future__ import annotations
 
 import itertools
+import json
+import textwrap
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import enable_x64
+from conftest import enable_x64, run_on_eight_devices
 from jax.flatten_util import ravel_pytree
 
 import jaxopt_lectures as jl
@@ -409,3 +411,83 @@ def test_bad_input_gets_a_clear_error() -> None:
     assert "num_iterations" in messages["num_iterations"]
     assert "v['w']" in messages["v shape"]
     assert "directions[0]" in messages["direction"]
+
+
+# --- sharded parameters and a data-parallel batch ------------------------------------------------
+
+SHARDED_SCRIPT = textwrap.dedent(
+    r"""
+    import json
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    import jaxopt_lectures as jl
+
+    assert jax.device_count() == 8, jax.devices()
+    from jax.sharding import AxisType
+
+    # Auto axes (GSPMD): Lanczos flattens the parameters into one vector, a reshape that explicit
+    # axes (sharding in types) would make the caller annotate.
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto))
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": jnp.asarray(rng.standard_normal((6, 16)) / 3, jnp.float32),
+        "b1": jnp.zeros(16, jnp.float32),
+        "w2": jnp.asarray(rng.standard_normal((16, 2)) / 4, jnp.float32),
+    }
+    x = jnp.asarray(rng.standard_normal((64, 6)), jnp.float32)
+    y = jnp.asarray(rng.standard_normal((64, 2)), jnp.float32)
+
+    def loss(p, batch):
+        xb, yb = batch
+        return jnp.mean((jnp.tanh(xb @ p["w1"] + p["b1"]) @ p["w2"] - yb) ** 2)
+
+    def measures(p, batch):
+        key = jax.random.key(0)
+        v = jax.tree.map(jnp.ones_like, p)
+        d1 = jl.curvature.filter_normalized_direction(key, p)
+        return {
+            "hvp": jl.curvature.hvp(loss, p, v, batch),
+            "eig": jl.curvature.hessian_eigenvalues(
+                loss, p, batch, k=3, which="both", key=key, num_iterations=60
+            )[0],
+            "trace": jl.curvature.hessian_trace(loss, p, batch, num_samples=8, key=key),
+            "moment2": jl.curvature.hessian_spectrum(
+                loss, p, batch, num_probes=4, num_iterations=10, key=key
+            ).moment(2),
+            "slice": jl.curvature.loss_slice(loss, p, batch, [d1], jnp.linspace(-1, 1, 5)),
+            "beta": jl.curvature.smoothness_along_gradient(
+                loss, p, batch, jnp.array([0.1, 0.5])
+            ).beta_smoothness,
+        }
+
+    run = jax.jit(measures)
+    single = run(params, (x, y))
+    put = lambda a, spec: jax.device_put(a, NamedSharding(mesh, spec))
+    sharded_params = {
+        "w1": put(params["w1"], P(None, "model")),
+        "b1": put(params["b1"], P("model")),
+        "w2": put(params["w2"], P("model", None)),
+    }
+    sharded_batch = (put(x, P("data")), put(y, P("data")))  # data parallel: the batch is split
+    sharded = run(sharded_params, sharded_batch)
+    report = {}
+    for name in single:
+        a = np.concatenate([np.ravel(l) for l in jax.tree.leaves(single[name])])
+        b = np.concatenate([np.ravel(l) for l in jax.tree.leaves(sharded[name])])
+        report[name] = float(np.max(np.abs(a - b) / (np.abs(a) + 1e-6)))
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.integration  # a child process on 8 simulated devices
+def test_sharded_parameters_and_batch_give_the_single_device_numbers() -> None:
+    result = run_on_eight_devices("-c", SHARDED_SCRIPT)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report) == {"hvp", "eig", "trace", "moment2", "slice", "beta"}
+    bad = {name: err for name, err in report.items() if not err < 1e-4}
+    assert not bad, bad
