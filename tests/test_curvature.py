@@ -491,3 +491,22 @@ def test_sharded_parameters_and_batch_give_the_single_device_numbers() -> None:
     assert set(report) == {"hvp", "eig", "trace", "moment2", "slice", "beta"}
     bad = {name: err for name, err in report.items() if not err < 1e-4}
     assert not bad, bad
+
+
+@pytest.mark.integration  # compiles the guide's examples (and imports flax)
+def test_the_guide_examples_run() -> None:
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "curvature.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    assert len(blocks) == 2
+    first: dict[str, Any] = {}
+    exec(compile(blocks[0], str(page), "exec"), first)
+    assert first["values"].shape == (6,)
+    assert np.all(np.diff(np.asarray(first["values"])) <= 0)
+    assert 0 <= float(first["non_convexity"]) <= 1
+    assert float(first["trace_se"]) > 0
+    second: dict[str, Any] = {}
+    exec(compile(blocks[1], str(page), "exec"), second)
+    assert second["top"].shape == (1,)
