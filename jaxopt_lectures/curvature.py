@@ -21,7 +21,7 @@ Every measure is built on the Hessian-vector product :func:`hvp` (forward-over-r
 Hessian is never formed):
 
 - :func:`hessian_eigenvalues`: the largest and/or smallest eigenvalues and their eigenvectors,
-  by Lanczos with full reorthogonalization (``matfree.decomp.tridiag_sym``);
+  by Lanczos with full reorthogonalization;
 - :func:`hessian_trace`: Hutchinson's estimator with its standard error;
 - :func:`hessian_spectrum`: the eigenvalue density by stochastic Lanczos quadrature;
 - :func:`filter_normalized_direction` and :func:`loss_slice`: Li et al.'s 1-D and 2-D slices;
@@ -36,9 +36,11 @@ sharded over a device mesh: the functions only combine ``loss_fn``'s gradients, 
 batch sharded along a data axis becomes XLA's all-reduce, and the Hessian-vector product of a
 data-parallel loss is the average over the data axis.
 
-The Krylov parts come from `matfree <https://pnkraemer.github.io/matfree/>`_ (pure JAX, MIT), an
-optional dependency: ``pip install "jaxopt_lectures[curvature]"``. This module adds the pytree
-adapters, the batching, the checks and the lecture's measures; see ``docs/curvature.md``.
+Hutchinson's probes and quadratic forms come from `matfree <https://pnkraemer.github.io/matfree/>`_
+(pure JAX, MIT), an optional dependency: ``pip install "jaxopt_lectures[curvature]"``. Lanczos is
+written here, tested against matfree's ``decomp.tridiag_sym``, because matfree's version needs
+twice the memory (see ``docs/curvature.md``). This module adds the pytree adapters, the batching,
+the checks and the lecture's measures.
 """
 
 from __future__ import annotations
@@ -82,10 +84,10 @@ _WHICH = ("largest", "smallest", "both")
 def _matfree() -> Any:
     """The ``matfree`` package, or an ``ImportError`` that says how to install it."""
     try:
-        return importlib.import_module("matfree.decomp")
+        return importlib.import_module("matfree.stochtrace")
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "jaxopt_lectures.curvature's Lanczos-based measures need matfree: "
+            "jaxopt_lectures.curvature.hessian_trace needs matfree: "
             'pip install "jaxopt_lectures[curvature]" (or pip install matfree)'
         ) from error
 
@@ -261,12 +263,63 @@ def _flat_operator(objective: Callable[[Any], jax.Array], params: Any) -> tuple[
     return flat, unravel, matvec
 
 
-def _lanczos(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, m: int) -> tuple[Any, Any]:
-    """``m`` steps of Lanczos with full reorthogonalization from ``v0``: the ``(m, d)`` basis Q
-    (rows orthonormal) and the ``(m, m)`` tridiagonal :math:`T = Q H Q^T`."""
-    decomp = _matfree()
-    tridiag = decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
-    Q, T, *_ = tridiag(matvec, v0)
+def _lanczos(
+    matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, m: int, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    r"""``m`` steps of Lanczos with full reorthogonalization from ``v0``: the ``(m, d)`` basis Q
+    (orthonormal rows :math:`q_1 = v_0 / \lVert v_0 \rVert, \ldots`) and the ``(m, m)``
+    tridiagonal :math:`T = Q H Q^\top`.
+
+    .. math::
+        \alpha_j = q_j^\top H q_j, \qquad
+        w = (I - Q Q^\top)^2\, H q_j, \qquad
+        \beta_j = \lVert w \rVert, \qquad q_{j+1} = w / \beta_j
+
+    The projection :math:`(I - Q Q^\top)` against every stored vector is applied twice ("twice is
+    enough"), which keeps Q orthonormal to rounding and the Ritz values free of ghost copies; it
+    subsumes the three-term recurrence. Where the Krylov space is exhausted (:math:`\beta_j`
+    at rounding level: H has fewer than m distinct eigenvalues along v0), the next vector is a
+    random one orthogonalized against Q and :math:`\beta_j = 0`, so T splits into blocks whose
+    eigenvalues are all eigenvalues of H.
+
+    This is ``matfree.decomp.tridiag_sym(m, reortho="full")`` with the basis stored as rows
+    (``tests/test_curvature.py`` checks that both give the same T): matfree's Arnoldi-based
+    version keeps the basis as columns and returns it transposed, which costs twice the memory
+    (2 m parameter vectors) and about twice the time at a million parameters on a CPU
+    (``benchmarks/bench_curvature.py``).
+    """
+    d = v0.shape[0]
+    dtype = v0.dtype
+    tiny = jnp.finfo(dtype).eps * 10
+
+    def orthogonalize(Q: jax.Array, w: jax.Array) -> jax.Array:
+        w = w - (Q @ w) @ Q  # rows not yet written are zero and contribute nothing
+        return w - (Q @ w) @ Q
+
+    def step(j: jax.Array, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        Q, alphas, betas, q = carry
+        Q = lax.dynamic_update_slice(Q, q[None, :], (j, jnp.zeros((), j.dtype)))
+        Hq = matvec(q)
+        alpha = jnp.vdot(q, Hq)
+        w = orthogonalize(Q, Hq)
+        beta = jnp.linalg.norm(w)
+        scale = jnp.maximum(jnp.max(jnp.abs(alphas)), jnp.abs(alpha))
+        exhausted = beta <= tiny * jnp.maximum(scale, jnp.finfo(dtype).tiny)
+
+        def fresh(_: None) -> jax.Array:
+            r = orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (d,), dtype))
+            return r / jnp.linalg.norm(r)
+
+        q = lax.cond(exhausted, fresh, lambda _: w / jnp.where(beta > 0, beta, 1), None)
+        alphas = alphas.at[j].set(alpha)
+        betas = betas.at[j].set(jnp.where(exhausted, 0, beta))
+        return Q, alphas, betas, q
+
+    q0 = v0 / jnp.linalg.norm(v0)
+    zeros = jnp.zeros((m,), dtype)
+    Q, alphas, betas, _ = lax.fori_loop(0, m, step, (jnp.zeros((m, d), dtype), zeros, zeros, q0))
+    off = betas[: m - 1]
+    T = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
     return Q, T
 
 
@@ -383,7 +436,7 @@ def _eigen(
     objective = functools.partial(_evaluate, loss_fn, mode, data=data)
     flat, unravel, matvec = _flat_operator(objective, params)
     v0 = jax.random.normal(key, flat.shape, flat.dtype)
-    Q, T = _lanczos(matvec, v0, m)
+    Q, T = _lanczos(matvec, v0, m, jax.random.fold_in(key, 1))
     theta, S = jnp.linalg.eigh(T)  # ascending Ritz values, columns of S: their vectors in Q's basis
     if which == "largest":
         index = jnp.arange(m - 1, m - 1 - k, -1)
@@ -481,8 +534,7 @@ def _trace(
     batch_size: int | None,
 ) -> tuple[jax.Array, jax.Array]:
     objective = functools.partial(_evaluate, loss_fn, mode, data=data)
-    stochtrace = importlib.import_module("matfree.stochtrace")
-    _matfree()
+    stochtrace = _matfree()
     hvp_tree = _hvp_of(objective, params)
     sampler = stochtrace.sampler_signs(params, num=1)
     integrand = stochtrace.monte_carlo_trace()
@@ -620,7 +672,7 @@ def _spectrum(
 
     def quadrature(k: jax.Array) -> tuple[jax.Array, jax.Array]:
         z = jax.random.rademacher(k, flat.shape, flat.dtype)
-        _, T = _lanczos(matvec, z, m)  # matfree normalizes the start vector
+        _, T = _lanczos(matvec, z, m, jax.random.fold_in(k, 1))
         theta, S = jnp.linalg.eigh(T)
         return theta, S[0, :] ** 2  # Gauss quadrature: nodes and weights
 

@@ -141,6 +141,39 @@ def test_largest_smallest_and_float32(float64_problem: Any) -> None:
     np.testing.assert_allclose(low, exact[-2:], rtol=1e-3)
 
 
+def test_lanczos_gives_matfree_tridiagonal_and_survives_an_exhausted_krylov_space() -> None:
+    from matfree import decomp
+
+    rng = np.random.default_rng(8)
+    M = rng.standard_normal((30, 30))
+    with enable_x64():
+        A = jnp.asarray(M + M.T)
+        v0 = jnp.asarray(rng.standard_normal(30))
+        key = jax.random.key(0)
+
+        @jax.jit
+        def both(A: jax.Array, v0: jax.Array) -> Any:
+            ours = curvature._lanczos(lambda u: A @ u, v0, 12, key)
+            theirs = decomp.tridiag_sym(12, reortho="full", custom_vjp=False)(lambda u: A @ u, v0)
+            return ours, theirs.Q_tall, theirs.J_small
+
+        (Q, T), Q_ref, T_ref = both(A, v0)
+        # A diagonal matrix with 3 distinct eigenvalues: the Krylov space from v0 has dimension 3.
+        diag = jnp.repeat(jnp.array([3.0, 1.0, 0.5]), 4)
+        _, T_small = jax.jit(lambda v: curvature._lanczos(lambda u: diag * u, v, 8, key))(v0[:12])
+        Q, T, Q_ref, T_ref, T_small = (np.asarray(a) for a in (Q, T, Q_ref, T_ref, T_small))
+    np.testing.assert_allclose(T, T_ref, atol=1e-10)
+    np.testing.assert_allclose(np.abs(Q), np.abs(Q_ref), atol=1e-10)
+    np.testing.assert_allclose(Q @ Q.T, np.eye(12), atol=1e-12)
+    # After the space is exhausted (3 steps) Lanczos restarts from a random orthogonal vector:
+    # the Ritz values stay inside the spectrum (a broken-down recurrence would give zeros or NaN)
+    # and the three eigenvalues are found exactly.
+    ritz = np.linalg.eigvalsh(T_small)
+    assert np.all((ritz > 0.5 - 1e-10) & (ritz < 3.0 + 1e-10)), ritz
+    for eigenvalue in (3.0, 1.0, 0.5):
+        assert np.min(np.abs(ritz - eigenvalue)) < 1e-10, (eigenvalue, ritz)
+
+
 # --- Hutchinson's trace and the spectrum ---------------------------------------------------------
 
 
