@@ -11,10 +11,12 @@ cross-entropy):
    (about 2 to 4: the forward pass with tangents, the backward pass with tangents).
 2. ``jl.curvature.hessian_eigenvalues`` with 20 Lanczos iterations (20 Hessian-vector products,
    full reorthogonalization) against 20 separate Hessian-vector products: the overhead of the
-   Krylov bookkeeping, and Hutchinson's ``hessian_trace`` with 20 probes.
+   Krylov bookkeeping; the same with matfree's ``decomp.tridiag_sym`` (the peer, measured in the
+   same rounds); and Hutchinson's ``hessian_trace`` with 20 probes.
 3. Memory: XLA's compiled memory analysis of each program (``temp`` = its scratch buffers, without
    the parameters and the batch it is given), in units of one parameter vector (4 bytes x d).
-   Lanczos keeps its m basis vectors: the expected count is about m plus a constant.
+   Lanczos keeps its m basis vectors: the expected count is about m plus a constant (matfree's
+   version keeps them as columns and returns a transposed copy: about 2 m).
 
 Each timing is one jitted call after a warm-up call that compiles it; the calls are interleaved
 (gradient, hvp, lanczos, ...) and the median and the min-max spread over the repeats are
@@ -25,6 +27,7 @@ before and after are recorded.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import statistics
 import time
 from collections.abc import Callable
@@ -35,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from _machine import Results, describe_machine, load_average
+from jax.flatten_util import ravel_pytree
+from matfree import decomp
 
 import jaxopt_lectures as jl
 
@@ -100,6 +105,18 @@ def bench_model(sizes: tuple[int, ...], repeats: int, iterations: int) -> dict[s
             loss, p, b, k=1, key=key, num_iterations=iterations
         )[0]
 
+    def lanczos_matfree(p: Any, b: Any) -> Any:  # the peer: matfree's tridiagonalization
+        flat, unravel = ravel_pytree(p)
+        _, linear = jax.linearize(jax.grad(lambda q: loss(q, b)), p)
+
+        def matvec(u: jax.Array) -> jax.Array:
+            return ravel_pytree(linear(unravel(u)))[0]
+
+        v0 = jax.random.normal(key, flat.shape, flat.dtype)
+        tridiag = decomp.tridiag_sym(iterations, reortho="full", custom_vjp=False)
+        _, T, *_ = tridiag(matvec, v0)
+        return jnp.linalg.eigvalsh(T)[-1]
+
     def trace(p: Any, b: Any) -> Any:
         return jl.curvature.hessian_trace(loss, p, b, num_samples=iterations, key=key, batch_size=1)
 
@@ -107,6 +124,7 @@ def bench_model(sizes: tuple[int, ...], repeats: int, iterations: int) -> dict[s
         "gradient": (jax.jit(gradient), (params, batch)),
         "hvp": (jax.jit(hvp), (params, v, batch)),
         f"lanczos ({iterations} it.)": (jax.jit(lanczos), (params, batch)),
+        f"lanczos, matfree ({iterations} it.)": (jax.jit(lanczos_matfree), (params, batch)),
         f"trace ({iterations} probes)": (jax.jit(trace), (params, batch)),
     }
     for fn, args in programs.values():  # compile and warm up
@@ -121,6 +139,7 @@ def bench_model(sizes: tuple[int, ...], repeats: int, iterations: int) -> dict[s
         "gradient": temp_bytes(gradient, params, batch),
         "hvp": temp_bytes(hvp, params, v, batch),
         f"lanczos ({iterations} it.)": temp_bytes(lanczos, params, batch),
+        f"lanczos, matfree ({iterations} it.)": temp_bytes(lanczos_matfree, params, batch),
         f"trace ({iterations} probes)": temp_bytes(trace, params, batch),
     }
     for m in (10, 40):
@@ -147,8 +166,10 @@ def main() -> None:
         "curvature",
         "Curvature: Hessian-vector products, Lanczos and Hutchinson",
         __doc__.split("\n\n")[0]
-        + " Measured with `jl.curvature` on ReLU MLPs, batch 256, float32. The machine was shared "
-        "with other work while it ran: the spread columns show how much the timings moved.",
+        + " Measured with `jl.curvature` on ReLU MLPs, batch 256, float32; the peer is matfree "
+        + importlib.metadata.version("matfree")
+        + ". The machine was shared with other work while it ran: the spread columns show how "
+        "much the timings moved.",
     )
     raw: dict[str, Any] = {}
     time_rows, memory_rows = [], []
