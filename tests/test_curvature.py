@@ -104,7 +104,7 @@ def test_top_and_bottom_five_match_the_dense_eigenvalues(float64_problem: Any) -
             )
         )
         values, vectors = run(params, jax.random.key(0))
-        vectors = jax.tree.map(np.asarray, vectors)
+        values, vectors = np.asarray(values), jax.tree.map(np.asarray, vectors)
     expected = np.concatenate([exact[:5], exact[-5:]])
     np.testing.assert_allclose(values, expected, rtol=1e-6)
     assert np.all(np.diff(np.asarray(values)) <= 0)  # descending
