@@ -108,6 +108,26 @@ def _check_params(params: Any) -> tuple[int, Any]:
     return size, jnp.result_type(*leaves)
 
 
+class _ByIdentity:
+    """``loss_fn`` as a static argument of ``jax.jit``, hashed by identity: a callable need not
+    be hashable (a flax linen module's ``apply`` is a bound method of a dataclass), and the same
+    function reuses its compiled program."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: LossFn) -> None:
+        self.fn = fn
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.fn is self.fn
+
+    def __call__(self, params: Any, batch: Any) -> jax.Array:
+        return self.fn(params, batch)
+
+
 def _same_structure(a: Any, b: Any) -> bool:
     return bool(a == b)
 
@@ -365,9 +385,10 @@ def hessian_eigenvalues(
         the k smallest).
       key: a PRNG key for Lanczos' random start vector.
       num_iterations: m, the number of Hessian-vector products (and of d-sized basis vectors kept
-        in memory), in [number of eigenvalues returned, d]. Default: ``min(d, max(30, 4 k))`` for
-        one end (twice that for ``"both"``). The extreme eigenvalues' error falls geometrically
-        with m; increase it where eigenvalues cluster, ``m = d`` is exact up to rounding.
+        in memory), in [number of eigenvalues returned, d]. Default: ``min(d, max(30, 4 r))``
+        with r the number of eigenvalues returned (k, or 2 k for ``"both"``). The extreme
+        eigenvalues' error falls geometrically with m; increase it where eigenvalues cluster,
+        ``m = d`` is exact up to rounding.
       batches: instead of ``batch``, several batches (the Hessian of their mean loss).
 
     Returns:
@@ -419,7 +440,7 @@ def hessian_eigenvalues(
         )
     key = _check_key(key)
     mode, data = _data(loss_fn, params, batch, batches)
-    return _eigen(loss_fn, mode, params, data, key, k, which, m)
+    return _eigen(_ByIdentity(loss_fn), mode, params, data, key, k, which, m)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7))
@@ -520,7 +541,7 @@ def hessian_trace(
         check_int("batch_size", batch_size)
     key = _check_key(key)
     mode, data = _data(loss_fn, params, batch, batches)
-    return _trace(loss_fn, mode, params, data, key, num_samples, batch_size)
+    return _trace(_ByIdentity(loss_fn), mode, params, data, key, num_samples, batch_size)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5, 6))
@@ -650,7 +671,16 @@ def hessian_spectrum(
     key = _check_key(key)
     mode, data = _data(loss_fn, params, batch, batches)
     return _spectrum(
-        loss_fn, mode, params, data, key, num_probes, num_iterations, grid_size, sigma, batch_size
+        _ByIdentity(loss_fn),
+        mode,
+        params,
+        data,
+        key,
+        num_probes,
+        num_iterations,
+        grid_size,
+        sigma,
+        batch_size,
     )
 
 

@@ -320,6 +320,25 @@ def test_flax_nnx_model_through_split() -> None:
     assert jax.tree.structure(vectors) == jax.tree.structure(state)
 
 
+def test_an_unhashable_loss_callable_compiles_once_per_object() -> None:
+    class Loss:  # a dataclass-like callable with __eq__ and no __hash__ (as flax linen modules)
+        __hash__ = None  # type: ignore[assignment]
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Loss)
+
+        def __call__(self, w: jax.Array, c: jax.Array) -> jax.Array:
+            return 0.5 * jnp.sum(c * w**2)
+
+    loss, c = Loss(), jnp.array([2.0, 5.0, 1.0])
+    first = jl.curvature.hessian_eigenvalues(loss, jnp.ones(3), c, k=1, key=jax.random.key(0))
+    compiled = curvature._eigen._cache_size()
+    again = jl.curvature.hessian_eigenvalues(loss, jnp.ones(3), c, k=1, key=jax.random.key(1))
+    np.testing.assert_allclose(first[0], [5.0], rtol=1e-5)
+    np.testing.assert_allclose(again[0], [5.0], rtol=1e-5)
+    assert curvature._eigen._cache_size() == compiled  # the second call reused the program
+
+
 # --- the per-layer gradient norms under the same roof -------------------------------------------
 
 
