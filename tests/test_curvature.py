@@ -573,3 +573,40 @@ def test_the_guide_examples_run() -> None:
     second: dict[str, Any] = {}
     exec(compile(blocks[1], str(page), "exec"), second)
     assert second["top"].shape == (1,)
+
+
+@pytest.mark.integration  # trains two flax models in a child process: tens of seconds
+def test_flax_example_runs_and_prints_both_models(tmp_path: Any) -> None:
+    import os
+    from pathlib import Path
+
+    from conftest import run_python
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        "MPLBACKEND": "Agg",
+    }
+    figure = tmp_path / "curvature.png"
+    result = run_python(
+        str(root / "examples" / "flax_curvature.py"),
+        "--steps",
+        "40",
+        "--plot",
+        str(figure),
+        env=env,
+        timeout=600,
+    )
+    rows = [
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("no batch", "batch norm"))
+    ]
+    assert len(rows) == 2, result.stdout
+    for row in rows:
+        lambda_max, lambda_min, ratio = (float(v) for v in row[-7:-4])
+        assert lambda_max > 0
+        assert lambda_min <= lambda_max
+        assert 0 <= ratio == pytest.approx(abs(lambda_min / lambda_max), abs=2e-3)
+    assert figure.stat().st_size > 0
