@@ -231,15 +231,13 @@ def _net_run(
     flat, unravel = ravel_pytree(carry.params)
     coords = jax.random.choice(k_coords, flat.shape[0], (settings.num_coords,), replace=False)
 
-    def loss(f: jax.Array) -> jax.Array:
-        logits, _ = jl.nn.mlp_apply(unravel(f), [], arr.xh, activation="tanh", training=False)
-        return cross_entropy(logits, arr.yh)
+    def loss(f: jax.Array, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(unravel(f), [], batch[0], activation="tanh", training=False)
+        return cross_entropy(logits, batch[1])
 
-    grad = jax.grad(loss)
-
-    def diag(i: jax.Array) -> jax.Array:
+    def diag(i: jax.Array) -> jax.Array:  # H_ii = e_i . H e_i
         e = jnp.zeros_like(flat).at[i].set(1.0)
-        return jax.jvp(grad, (flat,), (e,))[1][i]
+        return jl.curvature.hvp(loss, flat, e, (arr.xh, arr.yh))[i]
 
     h = jax.lax.map(diag, coords)
     return h, _all_steps(carry.opt_state, settings.net_rate)[:, coords]
