@@ -75,15 +75,11 @@ def test_experiments_computed_ahead_are_committed_in_order(
 @pytest.mark.integration
 def test_two_concurrent_processes_keep_every_experiment(tmp_path: Path) -> None:
     """Two CLI processes, each running two stand-in experiments that overlap in time."""
-    script = (
-        "import sys; from fake_experiments import fake_registry, FAKES; fake_registry(); "
-        "from jaxopt_lectures.__main__ import main; "
-        "sys.exit(main(['run', *sys.argv[1:], '--quick', '--no-progress', '--out', "
-        f"{str(tmp_path)!r}]))"
-    )
+    script = Path(__file__).with_name("fake_experiments.py")
     env = {**os.environ, "FAKE_SLEEP": "0.6", "PYTHONPATH": os.pathsep.join(sys.path)}
+    options = ["--quick", "--no-progress", "--out", str(tmp_path)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, *names], env=env, cwd=Path.cwd())
+        subprocess.Popen([sys.executable, script, "run", *names, *options], env=env)
         for names in (("alpha", "beta"), ("gamma", "delta"))
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
