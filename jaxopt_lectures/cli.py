@@ -3,7 +3,8 @@
 This module parses the arguments and turns outcomes into exit codes; the work is done below it,
 by the experiments' run session (:mod:`~jaxopt_lectures.experiments.session`, given a typed
 :class:`~jaxopt_lectures.experiments.session.RunOptions` and the experiments to choose from) and
-by the optimizer playground (:mod:`jaxopt_lectures.playground`, whose page ``run`` also writes).
+by the optimizer playground (:func:`jaxopt_lectures.playground.build`, whose page ``run`` also
+writes).
 
 Exit codes: 0 when every requested experiment ran (or had already run: it is skipped); 1 when an
 experiment failed (the others still run; the report shows the failure next to the last good
@@ -55,7 +56,7 @@ class Apps(NamedTuple):
     pass stand-ins."""
 
     experiments: Mapping[str, Experiment[Any]] | None = None
-    playground: Callable[[Path], object] | None = None
+    playground: Callable[..., Path] | None = None
 
     def registry(self) -> Mapping[str, Experiment[Any]]:
         """The experiments (importing the registry, and with it JAX, only when needed)."""
@@ -65,7 +66,7 @@ class Apps(NamedTuple):
 
         return EXPERIMENTS
 
-    def playground_build(self) -> Callable[[Path], object]:
+    def playground_build(self) -> Callable[..., Path]:
         """The playground's ``build``."""
         if self.playground is not None:
             return self.playground
@@ -133,6 +134,22 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _at_least_1(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _playground_arguments(page: argparse.ArgumentParser) -> None:
+    page.add_argument("--out", default=DEFAULT_OUT, help="output folder")
+    page.add_argument("--steps", type=_at_least_1, default=None, help="steps per trajectory")
+    page.add_argument("--starts", type=_at_least_1, default=None, help="start points per axis")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -147,9 +164,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the experiments")
-    sub.add_parser(
-        "playground",
-        help="write the optimizer playground (one offline HTML page; --help for its options)",
+    _playground_arguments(
+        sub.add_parser(
+            "playground",
+            help="write the optimizer playground (one offline HTML page; --help for its options)",
+            description="Write the optimizer playground, one self-contained HTML page.",
+        )
     )
     _run_arguments(
         sub.add_parser("run", help="run experiments (all by default) and write the results")
@@ -220,14 +240,28 @@ def _run(args: argparse.Namespace, apps: Apps) -> int:
     return codes[outcome]
 
 
-def _playground(options: Sequence[str]) -> int:
-    """``playground [OPTIONS]``: the subcommand's own options (``--out``, ``--steps``, ...) go to
-    :func:`jaxopt_lectures.playground.main` unparsed, with JAX's persistent compilation cache on,
-    as for ``run``."""
-    from jaxopt_lectures.playground import main as playground_main
-
-    with compilation_cache():
-        return playground_main(list(options), prog=f"{PROG} playground")
+def _playground(args: argparse.Namespace, apps: Apps) -> int:
+    """``playground [--out DIR] [--steps N] [--starts N]``: write the page with JAX's persistent
+    compilation cache on, as for ``run``; print where, how large and how long it took."""
+    kwargs = {}
+    if args.steps is not None:
+        kwargs["num_steps"] = args.steps
+    if args.starts is not None:
+        kwargs["start_grid"] = args.starts
+    timings: dict[str, float] = {}
+    build = apps.playground_build()
+    try:
+        with compilation_cache():
+            path = build(Path(args.out), timings=timings, **kwargs)
+    except OSError as err:
+        _error(f"cannot write to '{args.out}' ({err.strerror or err}); choose another with --out")
+        return EXIT_USAGE
+    print(
+        f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {timings['total_s']:.1f} s "
+        f"(trajectories {timings['grids_s']:.1f} s, page {timings['page_s']:.1f} s)",
+        flush=True,
+    )
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, *, apps: Apps | None = None) -> int:
@@ -239,11 +273,11 @@ def main(argv: Sequence[str] | None = None, *, apps: Apps | None = None) -> int:
         argv = ["run", *argv]
     try:
         with _sigterm_as_interrupt():
-            if argv[:1] == ["playground"]:  # options of its own: see jaxopt_lectures.playground
-                return _playground(argv[1:])
             args = _parser().parse_args(argv)
             if args.command == "list":
                 return _list(apps)
+            if args.command == "playground":
+                return _playground(args, apps)
             return _run(args, apps)
     except KeyboardInterrupt:
         _error("interrupted")

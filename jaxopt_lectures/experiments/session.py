@@ -8,32 +8,29 @@ code. Nothing here parses arguments or knows the other app.
 
 Order of work: check the options and the data (a :class:`UsageError` before anything is
 written), open the folder's :class:`~jaxopt_lectures.experiments.store.ResultsStore`, skip what is
-done, compute up to ``jobs`` experiments at once (:class:`~jaxopt_lectures.experiments.ahead.Ahead`)
-and draw and commit each in order in the calling thread, interrupts held while a record is
-committed.
+done, compute up to ``jobs`` experiments at once and draw and commit each in order in the calling
+thread, interrupts held while a record is committed
+(:class:`~jaxopt_lectures.experiments.steps.Steps`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jaxopt_lectures._app_common import PROG, usable_cores
 from jaxopt_lectures.experiments import report
-from jaxopt_lectures.experiments.ahead import Ahead
-from jaxopt_lectures.experiments.api import Config, Experiment
+from jaxopt_lectures.experiments.api import Experiment
 from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord
-from jaxopt_lectures.experiments.runner import compute_experiment, run_experiment
+from jaxopt_lectures.experiments.steps import RunContext, Steps
 from jaxopt_lectures.experiments.store import ResultsStore
 
 if TYPE_CHECKING:
@@ -237,7 +234,17 @@ class _Session:
         failed: list[str] = []
         force = self.options.force
         skip = {n for n in self.selected if not force and stored.done(n, self.key, self.out)}
-        steps = _Steps(self, environment, [n for n in self.selected if n not in skip])
+        context = RunContext(
+            self.experiments,
+            self.key,
+            self.data.factory,
+            self.data.description,
+            self.options.jobs,
+            self.options.progress,
+            self.store,
+            self.render,
+        )
+        steps = Steps(context, environment, [n for n in self.selected if n not in skip])
         for position, name in enumerate(self.selected, 1):
             counter = f"[{position}/{len(self.selected)}] {name}"
             if name in skip:
@@ -321,92 +328,3 @@ def _print_outcome(counter: str, record: RunRecord) -> bool:
         flush=True,
     )
     return True
-
-
-def _progress(name: str, total: int, enabled: bool) -> Any:
-    from jaxopt_lectures.experiments._deps import require
-
-    tqdm = require("tqdm").tqdm
-    return tqdm(total=total, desc=f"{name:<20}", disable=not enabled, leave=True, file=sys.stderr)
-
-
-class _Steps:
-    """The experiments of one run: computed ahead (``jobs`` at once), then drawn and committed
-    one by one in the calling thread, with interrupts held back while a record is committed."""
-
-    def __init__(
-        self, session: _Session, environment: Mapping[str, Json], names: Sequence[str]
-    ) -> None:
-        self.session, self.environment, self.names = session, environment, names
-        self.progress_on = session.options.progress and sys.stderr.isatty()
-        self.configs: dict[str, Config] = {}
-        self.bars: dict[str, Any] = {}
-        self.pending_interrupt = False
-        experiments = session.experiments
-        self.ahead = Ahead(
-            names,
-            self._compute,
-            exclusive=lambda n: experiments[n].exclusive,
-            jobs=session.options.jobs,
-        )
-
-    def _compute(self, name: str) -> Any:
-        experiment = self.session.experiments[name]
-        bar = self.bars[name] = _progress(name, experiment.stages + 1, self.progress_on)
-        config = Config(self.session.options.quick, self.session.data.factory, bar.update)
-        self.configs[name] = config
-        return compute_experiment(experiment, config, self.session.key.seed)
-
-    def finish(self, name: str) -> RunRecord:
-        """Wait for ``name``'s compute, draw its figures into a staging folder and commit its
-        record (good or failed) with the reports; an interrupt that comes while the record is
-        drawn and committed is raised at the next experiment."""
-        if self.pending_interrupt:
-            raise KeyboardInterrupt
-        try:
-            computed = self.ahead.result(name)
-        except KeyboardInterrupt:
-            if not self.ahead.done_soon(name, 0.5):
-                raise  # still computing: interrupted during this one
-            self.ahead.cancel()
-            computed = self.ahead.result(name)
-            self.pending_interrupt = True  # finished computing: keep it, stop after it
-        with _interrupts_held(self):
-            return self._commit(name, computed)
-
-    def _commit(self, name: str, computed: Any) -> RunRecord:
-        session = self.session
-        with session.store.staging() as staged:
-            try:
-                record = run_experiment(
-                    session.experiments[name],
-                    self.configs[name],
-                    session.key,
-                    folder=staged,
-                    data=session.data.description,
-                    environment=self.environment,
-                    computed=computed,
-                )
-            finally:
-                self.bars[name].close()
-            return session.store.commit(record, staged, session.render)
-
-
-@contextlib.contextmanager
-def _interrupts_held(steps: _Steps) -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM only set ``steps.pending_interrupt`` (raised at
-    the next experiment), so that a record is never half drawn or half committed. Only the main
-    thread can install handlers; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def hold(signum: int, frame: Any) -> None:
-        steps.pending_interrupt = True
-
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
