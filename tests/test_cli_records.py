@@ -203,6 +203,32 @@ def test_interrupt_keeps_finished_work(
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_that_python_swallows_still_stops_the_run(
+    signum: int, tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signal whose handler runs inside a finalizer: Python prints "Exception ignored in ..."
+    and drops the KeyboardInterrupt. The run must still stop with 130 (at the next experiment),
+    not go on to exit 0."""
+
+    class SignalsWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signum)
+            for _ in range(1000):  # the handler runs here, inside __del__
+                pass
+
+    def collect_one() -> None:
+        SignalsWhenCollected()  # collected at once, in the main thread (--jobs 1)
+
+    FAKES["beta"].before = collect_one
+    code = run_cli("alpha", "beta", "gamma", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted during 'gamma'" in err
+    assert set(records(tmp_path)) == {"alpha", "beta"}
+
+
 def test_corrupt_results_json_is_backed_up_with_a_warning(
     tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,7 @@ from jaxopt_lectures._app_common import PROG, usable_cores
 from jaxopt_lectures.experiments import report
 from jaxopt_lectures.experiments.api import Experiment
 from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord
-from jaxopt_lectures.experiments.steps import RunContext, Steps
+from jaxopt_lectures.experiments.steps import RunContext, Steps, interrupts_noted
 from jaxopt_lectures.experiments.store import ResultsStore
 
 if TYPE_CHECKING:
@@ -209,6 +209,7 @@ class _Session:
             jaxopt_lectures.__version__,
         )
         self.store = ResultsStore(self.out, warn=_warn)
+        self.stopped = Outcome.INTERRUPTED  # why _steps stopped the run early
         self.headings = {
             n: report.Heading(e.title, e.section, e.summary) for n, e in experiments.items()
         }
@@ -231,7 +232,6 @@ class _Session:
             flush=True,
         )
         page = self._side_page(side_page)
-        failed: list[str] = []
         force = self.options.force
         skip = {n for n in self.selected if not force and stored.done(n, self.key, self.out)}
         context = RunContext(
@@ -245,6 +245,36 @@ class _Session:
             self.render,
         )
         steps = Steps(context, environment, [n for n in self.selected if n not in skip])
+        with interrupts_noted(steps):
+            failed = self._steps(steps, skip)
+            if failed is None:
+                return self.stopped
+            if steps.pending_interrupt:
+                _error(
+                    f"interrupted after the last experiment; its results are kept in {self.out}/"
+                )
+                return Outcome.INTERRUPTED
+            if page is not None and side_page is not None:
+                if not page():
+                    failed.append(side_page.name)
+                elif steps.names:
+                    self.store.render(self.render)  # now with the page's link
+            if steps.pending_interrupt:
+                _error(f"interrupted at the end; the results are kept in {self.out}/")
+                return Outcome.INTERRUPTED
+        print(
+            f"Done in {time.perf_counter() - start:.1f} s: {self.out / 'report.md'}, "
+            f"{self.out / 'report.html'}, {self.out / 'results.json'}"
+            + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+            flush=True,
+        )
+        return Outcome.FAILED if failed else Outcome.OK
+
+    def _steps(self, steps: Steps, skip: set[str]) -> list[str] | None:
+        """Finish every selected experiment in order (skipping ``skip``); the names that failed,
+        or ``None`` when the run stops (interrupted, or results that cannot be written: then
+        :attr:`stopped` says which)."""
+        failed: list[str] = []
         for position, name in enumerate(self.selected, 1):
             counter = f"[{position}/{len(self.selected)}] {name}"
             if name in skip:
@@ -255,7 +285,7 @@ class _Session:
             except KeyboardInterrupt:
                 steps.ahead.cancel()
                 _error(f"interrupted during '{name}'; finished experiments are kept in {self.out}/")
-                return Outcome.INTERRUPTED
+                return None
             except OSError as err:
                 steps.ahead.cancel()
                 _error(
@@ -263,24 +293,11 @@ class _Session:
                     f"({err.strerror or err}); the file keeps its previous content: free space or "
                     "choose another folder with --out"
                 )
-                return Outcome.FAILED
+                self.stopped = Outcome.FAILED
+                return None
             if not _print_outcome(counter, record):
                 failed.append(name)
-        if steps.pending_interrupt:
-            _error(f"interrupted after the last experiment; its results are kept in {self.out}/")
-            return Outcome.INTERRUPTED
-        if page is not None and side_page is not None:
-            if not page():
-                failed.append(side_page.name)
-            elif steps.names:
-                self.store.render(self.render)  # now with the page's link
-        print(
-            f"Done in {time.perf_counter() - start:.1f} s: {self.out / 'report.md'}, "
-            f"{self.out / 'report.html'}, {self.out / 'results.json'}"
-            + (f"; FAILED: {', '.join(failed)}" if failed else ""),
-            flush=True,
-        )
-        return Outcome.FAILED if failed else Outcome.OK
+        return failed
 
     def _side_page(self, side_page: SidePage | None) -> Callable[[], bool] | None:
         """Start writing ``side_page`` into the folder (unless it is there and no ``--force``);

@@ -22,7 +22,7 @@ from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord
 from jaxopt_lectures.experiments.runner import compute_experiment, run_experiment
 from jaxopt_lectures.experiments.store import Results, ResultsStore
 
-__all__ = ["RunContext", "Steps"]
+__all__ = ["RunContext", "Steps", "interrupts_noted"]
 
 
 class RunContext(NamedTuple):
@@ -118,6 +118,28 @@ def _interrupts_held(steps: Steps) -> Iterator[None]:
         steps.pending_interrupt = True
 
     previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def interrupts_noted(steps: Steps) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM set ``steps.pending_interrupt`` and raise
+    ``KeyboardInterrupt``. Python drops an exception raised while a finalizer or a callback runs
+    (it prints "Exception ignored in ..."); the flag still stops the run at the next experiment.
+    Only the main thread can install handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        steps.pending_interrupt = True
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
