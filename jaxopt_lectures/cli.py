@@ -182,22 +182,26 @@ def _error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM (``kill``, a batch system's time limit) interrupts like
-    Ctrl-C: the finished experiments are kept, one line is printed, the exit code is 130. The
-    previous handler is restored afterwards. Only the main thread can install handlers."""
+def _interrupts(noted: list[int]) -> Iterator[None]:
+    """While the block runs, SIGINT (Ctrl-C) and SIGTERM (``kill``, a batch system's time limit)
+    raise ``KeyboardInterrupt`` and are noted in ``noted``: Python drops an exception raised
+    while a finalizer or a callback runs (it prints "Exception ignored in ..."), and the note
+    still makes the exit code 130. The previous handlers are restored afterwards. Only the main
+    thread can install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
+        noted.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _list(apps: Apps) -> int:
@@ -271,17 +275,23 @@ def main(argv: Sequence[str] | None = None, *, apps: Apps | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
+    noted: list[int] = []
     try:
-        with _sigterm_as_interrupt():
+        with _interrupts(noted):
             args = _parser().parse_args(argv)
             if args.command == "list":
-                return _list(apps)
-            if args.command == "playground":
-                return _playground(args, apps)
-            return _run(args, apps)
+                code = _list(apps)
+            elif args.command == "playground":
+                code = _playground(args, apps)
+            else:
+                code = _run(args, apps)
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    if noted and code != EXIT_INTERRUPTED:  # an interrupt Python dropped: the run went on
+        _error("interrupted; what finished is kept")
+        return EXIT_INTERRUPTED
+    return code
 
 
 def exit_process(code: int) -> NoReturn:

@@ -3,6 +3,8 @@ do, before any experiment runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from conftest import needs
 from fake_experiments import APPS, FAKES, one_line, run_cli
 
-from jaxopt_lectures.cli import main
+from jaxopt_lectures.cli import Apps, main
 from jaxopt_lectures.experiments.session import Outcome, RunOptions, UsageError, run
 
 pytestmark = needs("matplotlib", "sklearn", "tqdm")  # the experiments extra
@@ -123,3 +125,34 @@ def test_the_session_runs_typed_options_with_the_experiments_passed_in(
 def test_run_options_are_checked(field: str, value: int, message: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
         RunOptions(tmp_path, **{field: value})  # type: ignore[arg-type]
+
+
+class _SignalsWhenCollected:
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+        for _ in range(1000):  # the handler runs here, inside __del__: Python drops its exception
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_python_drops_before_the_run_still_exits_130(
+    signum: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signal comes while the command starts (here: while ``list`` reads the experiments)
+    and its handler runs inside a finalizer, which drops the KeyboardInterrupt: exit code 130
+    all the same, and the handlers are restored."""
+    assert APPS.experiments is not None
+
+    class Experiments(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            _SignalsWhenCollected(signum)  # collected at once
+            return super().items()
+
+    assert main(["list"], apps=Apps(Experiments(APPS.experiments))) == 130
+    assert "interrupted" in one_line(capsys.readouterr().err)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
