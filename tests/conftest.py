@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import jaxopt_lectures as jl  # importing the library does not start JAX's backend
+from jaxopt_lectures._app_common import usable_cores
 from jaxopt_lectures.compile_policy import QUICK_FLAGS
 
 
@@ -49,8 +50,7 @@ MAX_WORKERS = 4
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per usable core, at most :data:`MAX_WORKERS` (each worker starts
     its own JAX, and the unit tier gains little from more)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, usable or 1))
+    return max(1, min(MAX_WORKERS, usable_cores()))
 
 
 QUICK_COMPILES = QUICK_FLAGS  # jaxopt_lectures.compile_policy: the whole-process quick options

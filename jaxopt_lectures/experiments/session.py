@@ -162,9 +162,13 @@ def run(
     """Run ``options.names`` (all of ``experiments`` when empty) into ``options.out``.
 
     Raises :class:`UsageError` before anything is written for an unknown name, a missing optional
-    dependency, an output folder that cannot be written or unusable data; ``KeyboardInterrupt``
-    (SIGINT; the caller turns SIGTERM into it) is caught while experiments run and gives
-    :attr:`Outcome.INTERRUPTED`, the finished experiments kept.
+    dependency, an output folder that cannot be written or unusable data. While the experiments
+    run (called from the main thread), SIGINT and SIGTERM stop the run with
+    :attr:`Outcome.INTERRUPTED`, the finished experiments kept (one that arrives while a record is
+    committed takes effect after the commit); a ``KeyboardInterrupt`` before that propagates.
+    Returns once the calling thread is done; experiments computing ahead, or the side page, may
+    still be running in their own threads when the run stops early (see
+    :func:`jaxopt_lectures.cli.exit_process`).
     """
     from jaxopt_lectures.experiments._deps import INSTALL_HINT, missing
 
@@ -195,12 +199,10 @@ class _Session:
     ) -> None:
         import jaxopt_lectures
 
-        self.options, self.experiments, self.selected, self.data = (
-            options,
-            experiments,
-            selected,
-            data,
-        )
+        self.options = options
+        self.experiments = experiments
+        self.selected = selected
+        self.data = data
         self.out = options.out
         self.key = RunKey(
             "quick" if options.quick else "full",
