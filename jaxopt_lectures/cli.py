@@ -3,7 +3,7 @@
 This module parses the arguments and turns outcomes into exit codes; the work is done below it,
 by the experiments' run session (:mod:`~jaxopt_lectures.experiments.session`, given a typed
 :class:`~jaxopt_lectures.experiments.session.RunOptions` and the experiments to choose from) and
-by the optimizer playground (:func:`jaxopt_lectures.playground.build`, whose page ``run`` also
+by the optimizer playground (:func:`~jaxopt_lectures.playground.page.build`, whose page ``run`` also
 writes).
 
 Exit codes: 0 when every requested experiment ran (or had already run: it is skipped); 1 when an

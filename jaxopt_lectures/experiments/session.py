@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -69,7 +69,7 @@ class RunOptions:
     force: bool = False
     data: str | None = None
     progress: bool = True
-    jobs: int = field(default_factory=default_jobs)
+    jobs: int = default_jobs()
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= SEED_MAX:
@@ -164,7 +164,7 @@ def run(
     Raises :class:`UsageError` before anything is written for an unknown name, a missing optional
     dependency, an output folder that cannot be written or unusable data. While the experiments
     run (called from the main thread), SIGINT and SIGTERM stop the run with
-    :attr:`Outcome.INTERRUPTED`, the finished experiments kept (one that arrives while a record is
+    ``Outcome.INTERRUPTED``, the finished experiments kept (one that arrives while a record is
     committed takes effect after the commit); a ``KeyboardInterrupt`` before that propagates.
     Returns once the calling thread is done; experiments computing ahead, or the side page, may
     still be running in their own threads when the run stops early (see
