@@ -20,7 +20,6 @@ from conftest import needs
 import jaxopt_lectures as jl
 from jaxopt_lectures.__main__ import main
 from jaxopt_lectures.compile_policy import (
-    QUICK_OPTIONS,
     compiler_options,
     quick_compiles,
     quick_compiles_on,
@@ -393,7 +392,6 @@ def test_the_runner_sets_the_compile_policy_from_quick_for_the_compute_only() ->
         assert compute_experiment(e, Config(quick=quick), 0).error is None
     assert seen == [({"xla_backend_optimization_level": 0}, None), (None, None)]
     assert not quick_compiles_on()
-    assert dict(QUICK_OPTIONS) == dict(engine.FAST_COMPILE)
 
 
 def test_early_stopping_keeps_the_best_validation_parameters(blobs: Any) -> None:

@@ -17,12 +17,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxopt_lectures.compile_policy import QUICK_OPTIONS, compiler_options
+from jaxopt_lectures.compile_policy import compiler_options
 
-__all__ = ["FAST_COMPILE", "Timer", "Timing", "compile_timed", "timed"]
-
-FAST_COMPILE = QUICK_OPTIONS
-"""The options of a quick compile (:data:`jaxopt_lectures.compile_policy.QUICK_OPTIONS`)."""
+__all__ = ["Timer", "Timing", "compile_timed", "timed"]
 
 
 class Timing(NamedTuple):
