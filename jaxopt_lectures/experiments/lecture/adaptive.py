@@ -81,13 +81,10 @@ class CurvatureSettings:
     bias_rates: tuple[float, ...] = (1e-3, 1e-2, 3e-2)
     bias_steps: int = 1000
     num_seeds: int = 3
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = CurvatureSettings()
-QUICK = CurvatureSettings(
-    num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2, fast_compile=True
-)
+QUICK = CurvatureSettings(num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2)
 
 
 class AdamMaybeState(NamedTuple):
@@ -321,7 +318,7 @@ def compute(config: Config, seed: int) -> CurvatureResult:
         key,
         rates,
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     config.advance(1)
     return _scores(settings, jax.tree.map(np.asarray, out), 1.0 / (2.0 * a), timer)

@@ -53,10 +53,10 @@ def _top_eigenvalues(
     y: jax.Array,
     num_iters: int,
     timer: Timer,
-    fast_compile: bool = False,
+    short: bool = False,
 ) -> np.ndarray:
     """The Hessian's top eigenvalue of the training-mode loss (batch statistics in batch norm) on
-    the batch ``(x, y)``, at every checkpoint (leading axes: seeds, checkpoints); ``fast_compile``
+    the batch ``(x, y)``, at every checkpoint (leading axes: seeds, checkpoints); ``short``
     for a quick run (a short program: compiling is most of its time)."""
 
     def top(params: Any, bn_state: Any) -> jax.Array:
@@ -70,9 +70,7 @@ def _top_eigenvalues(
         return values[0]
 
     program = jax.jit(jax.vmap(jax.vmap(top)))
-    return np.asarray(
-        timed("hessian", program, *checkpoints, timer=timer, fast_compile=fast_compile)
-    )
+    return np.asarray(timed("hessian", program, *checkpoints, timer=timer, short=short))
 
 
 def _trains(h: History, chance: float) -> np.ndarray:

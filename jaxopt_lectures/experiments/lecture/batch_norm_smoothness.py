@@ -75,13 +75,10 @@ class BnLandscapeSettings:
     power_iters: int = 15
     target: float = 0.9
     num_seeds: int = 4
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = BnLandscapeSettings()
-QUICK = BnLandscapeSettings(
-    steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2, fast_compile=True
-)
+QUICK = BnLandscapeSettings(steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2)
 EVERY = 16  # steps between evaluations (and checkpoints)
 
 
@@ -154,7 +151,7 @@ def compute(config: Config, seed: int) -> BnLandscapeResult:
         steps=settings.steps,
         seeds=seeds,
         checkpoints=settings.steps // EVERY,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     i = settings.rates.index(settings.smooth_rate)
     x = jnp.asarray(data.x_train[: settings.probe_batch])
@@ -175,9 +172,7 @@ def compute(config: Config, seed: int) -> BnLandscapeResult:
         return a[i, :, skip - 1 :: skip]
 
     ckpts = {k: jax.tree.map(at_probes, (fitted[k].params, fitted[k].bn_state)) for k in KINDS}
-    probes = timed(
-        "bn smoothness probes", probe_all, ckpts, timer=timer, fast_compile=settings.fast_compile
-    )
+    probes = timed("bn smoothness probes", probe_all, ckpts, timer=timer, short=True)
     probes = jax.tree.map(np.asarray, probes)
     best = {k: fitted[k].val_acc.max(axis=-1) for k in KINDS}
     config.advance(1)

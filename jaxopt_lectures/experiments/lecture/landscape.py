@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxopt_lectures as jl
+from jaxopt_lectures import problems
 from jaxopt_lectures.curvature import filter_normalized_direction  # still importable from here
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Claim, Config, Experiment, Figure, Summary, numbers_of
@@ -52,15 +53,11 @@ __all__ = [
     "summarize",
 ]
 
-HIMMELBLAU_MINIMA = np.array(
-    [[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186], [3.584428, -1.848126]]
-)
+HIMMELBLAU_MINIMA = np.array(problems.HIMMELBLAU_MINIMA)
+"""Himmelblau's four minima (:data:`jaxopt_lectures.problems.HIMMELBLAU_MINIMA`), one per row."""
 
-
-def himmelblau(theta: jax.Array) -> jax.Array:
-    """Himmelblau's function: four minima of value 0 (:data:`HIMMELBLAU_MINIMA`)."""
-    x, y = theta[0], theta[1]
-    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+himmelblau = problems.himmelblau().loss
+"""Himmelblau's function of ``theta`` (:func:`jaxopt_lectures.problems.himmelblau`)."""
 
 
 def roughness(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +101,6 @@ class LandscapeSettings:
     alpha: float = 1.0
     batch: int = 512
     surface: int = 25
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = LandscapeSettings()
@@ -116,7 +112,6 @@ QUICK = LandscapeSettings(
     num_seeds=2,
     num_directions=4,
     surface=0,
-    fast_compile=True,
 )
 
 
@@ -160,7 +155,7 @@ def _basins(settings: LandscapeSettings, timer: Timer) -> tuple[np.ndarray, np.n
         jax.jit(jax.vmap(descend)),
         jnp.asarray(starts),
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     return starts, np.asarray(finals, np.float64)
 
@@ -232,7 +227,7 @@ def _probe_all(
         trained,
         keys,
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     return jax.tree.map(np.asarray, out)
 
@@ -255,9 +250,7 @@ def compute(config: Config, seed: int) -> LandscapeResult:
     seeds = tuple(seed0 + i for i in range(settings.num_seeds))
     steps = settings.epochs * (len(data.x_train) // 64)
     runs = {name: TrainRun(jl.adam, (1e-3,), m) for name, m in models.items()}
-    fitted = fit_mlps(
-        runs, data, steps=steps, seeds=seeds, timer=timer, fast_compile=settings.fast_compile
-    )
+    fitted = fit_mlps(runs, data, steps=steps, seeds=seeds, timer=timer, short=True)
     trained = {name: jax.tree.map(lambda a: a[0, :, -1], f.params) for name, f in fitted.items()}
     alphas = np.linspace(-settings.alpha, settings.alpha, settings.num_alphas, dtype=np.float32)
     out = _probe_all(settings, data, models, trained, alphas, key, timer)
