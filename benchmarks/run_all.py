@@ -54,6 +54,7 @@ def steps(quick: bool, platform: str) -> dict[str, tuple[list[str], dict[str, st
         "mainjob": (["bench_mainjob.py"] + (["--modes", "quick"] if quick else []), {}),
         "engine": (["bench_engine.py"] + (["--repeats", "3"] if quick else []), {}),
         "newton": (["bench_newton.py", *q], {"OPENBLAS_NUM_THREADS": "1"}),
+        "curvature": (["bench_curvature.py", *q], {}),
     }
     if platform != "cpu":
         del out["optimizers-mof"]  # an XLA:CPU option; GPUs fuse multi-output loops anyway

@@ -122,6 +122,7 @@ HAND_WRITTEN = {
     "jaxopt_lectures": "api/jaxopt_lectures",
     "jaxopt_lectures.nn": "api/nn",
     "jaxopt_lectures.diagnostics": "api/diagnostics",
+    "jaxopt_lectures.curvature": "api/curvature",
 }
 
 
@@ -263,10 +264,21 @@ def _write_module_pages() -> None:
             path.write_text(text)
 
 
+# Names a hand-written page re-exports from another hand-written page's module. viewcode must not
+# follow them to their source: it would name every backlink of that source file's page after the
+# page read first (``api/curvature`` before ``api/diagnostics``), anchors that do not exist.
+REEXPORTED = {("jaxopt_lectures.curvature", "per_layer_grad_norms")}
+
+
+def _viewcode_stay(app: Any, modname: str, attribute: str) -> str | None:
+    return modname if (modname, attribute) in REEXPORTED else None
+
+
 def setup(app: Any) -> dict[str, bool]:
     """Sphinx calls this before reading the sources: write the generated files."""
     app.connect("autodoc-process-docstring", _no_type_docstring, priority=100)  # before napoleon
     app.connect("missing-reference", _resolve_reexport)
+    app.connect("viewcode-follow-imported", _viewcode_stay)
     _sync_notebooks()
     _write_module_pages()
     return {"parallel_read_safe": True}

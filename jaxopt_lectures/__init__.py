@@ -7,7 +7,7 @@ Every optimizer is a pure ``(init, update)`` pair in the optax style, so it drop
     tx = optax.chain(optax.clip_by_global_norm(1.0), jl.nag(0.1, momentum=0.9))
 """
 
-from jaxopt_lectures import diagnostics, nn
+from jaxopt_lectures import curvature, diagnostics, nn
 from jaxopt_lectures.one_loop import one_loop
 from jaxopt_lectures.optimizers.adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
 from jaxopt_lectures.optimizers.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
@@ -58,6 +58,7 @@ __all__ = [
     "adadelta",
     "adagrad",
     "adam",
+    "curvature",
     "diagnostics",
     "init_sharded",
     "inverse_time_decay",

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 import jaxopt_lectures as jl  # importing the library does not start JAX's backend
+from jaxopt_lectures._app_common import usable_cores
+from jaxopt_lectures.compile_policy import QUICK_FLAGS
 
 
 def _unit_tier(config: pytest.Config) -> bool:
@@ -48,14 +50,10 @@ MAX_WORKERS = 4
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per usable core, at most :data:`MAX_WORKERS` (each worker starts
     its own JAX, and the unit tier gains little from more)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, usable or 1))
+    return max(1, min(MAX_WORKERS, usable_cores()))
 
 
-QUICK_COMPILES = (
-    "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
-    " --xla_cpu_parallel_codegen_split_count=1"
-)
+QUICK_COMPILES = QUICK_FLAGS  # jaxopt_lectures.compile_policy: the whole-process quick options
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -119,11 +117,12 @@ collect_ignore = [] if _CI or importlib.util.find_spec("torch") else ["test_torc
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI sees only the stand-ins of ``tests/fake_experiments.py``: experiments, playground."""
-    from fake_experiments import fake_registry
+def fakes() -> None:
+    """The stand-ins of ``tests/fake_experiments.py`` (which ``run_cli`` passes to the command
+    line), each back to its plain behaviour."""
+    from fake_experiments import reset
 
-    fake_registry(monkeypatch)
+    reset()
 
 
 @pytest.fixture(scope="session")

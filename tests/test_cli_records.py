@@ -75,15 +75,11 @@ def test_experiments_computed_ahead_are_committed_in_order(
 @pytest.mark.integration
 def test_two_concurrent_processes_keep_every_experiment(tmp_path: Path) -> None:
     """Two CLI processes, each running two stand-in experiments that overlap in time."""
-    script = (
-        "import sys; from fake_experiments import fake_registry, FAKES; fake_registry(); "
-        "from jaxopt_lectures.__main__ import main; "
-        "sys.exit(main(['run', *sys.argv[1:], '--quick', '--no-progress', '--out', "
-        f"{str(tmp_path)!r}]))"
-    )
+    script = Path(__file__).with_name("fake_experiments.py")
     env = {**os.environ, "FAKE_SLEEP": "0.6", "PYTHONPATH": os.pathsep.join(sys.path)}
+    options = ["--quick", "--no-progress", "--out", str(tmp_path)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, *names], env=env, cwd=Path.cwd())
+        subprocess.Popen([sys.executable, script, "run", *names, *options], env=env)
         for names in (("alpha", "beta"), ("gamma", "delta"))
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
@@ -205,6 +201,32 @@ def test_interrupt_keeps_finished_work(
     assert "interrupted during 'beta'" in err
     assert set(records(tmp_path)) == {"alpha"}
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_that_python_swallows_still_stops_the_run(
+    signum: int, tmp_path: Path, fakes: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signal whose handler runs inside a finalizer: Python prints "Exception ignored in ..."
+    and drops the KeyboardInterrupt. The run must still stop with 130 (at the next experiment),
+    not go on to exit 0."""
+
+    class SignalsWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signum)
+            for _ in range(1000):  # the handler runs here, inside __del__
+                pass
+
+    def collect_one() -> None:
+        SignalsWhenCollected()  # collected at once, in the main thread (--jobs 1)
+
+    FAKES["beta"].before = collect_one
+    code = run_cli("alpha", "beta", "gamma", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted during 'gamma'" in err
+    assert set(records(tmp_path)) == {"alpha", "beta"}
 
 
 def test_corrupt_results_json_is_backed_up_with_a_warning(

@@ -20,10 +20,15 @@ from conftest import needs
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.__main__ import main
+from jaxopt_lectures.compile_policy import (
+    compiler_options,
+    quick_compiles,
+    quick_compiles_on,
+)
 from jaxopt_lectures.experiments import engine
 from jaxopt_lectures.experiments.data import digits, make_dataset
-from jaxopt_lectures.experiments.problems import PROBLEMS, quadratic
 from jaxopt_lectures.experiments.registry import EXPERIMENTS
+from jaxopt_lectures.problems import PROBLEMS, quadratic
 
 pytestmark = needs("matplotlib", "sklearn", "tqdm")  # the experiments extra
 
@@ -326,7 +331,7 @@ def test_fit_mlps_checkpoints_are_a_plain_training_loop(blobs: Any) -> None:
         checkpoints=2,
         batch_size=16,
         timer=timer,
-        fast_compile=True,
+        short=True,
     ).values()
     assert fitted.val_acc.shape == fitted.train_loss.shape == (2, 2, 2)
     assert fitted.steps.tolist() == [3, 6]
@@ -349,7 +354,7 @@ def test_fit_mlps_checkpoints_are_a_plain_training_loop(blobs: Any) -> None:
         engine.fit_mlps({}, blobs, steps=5, seeds=(0,), checkpoints=2)
 
 
-def test_fast_compile_gives_the_same_numbers_and_both_times_are_recorded() -> None:
+def test_quick_compiles_give_the_same_numbers_and_both_times_are_recorded() -> None:
     import jax
     import jax.numpy as jnp
 
@@ -359,15 +364,35 @@ def test_fast_compile_gives_the_same_numbers_and_both_times_are_recorded() -> No
 
     x = jnp.linspace(-1.0, 1.0, 8)
     timer = engine.Timer()
-    slow = engine.timed("default", run, x, timer=timer)
-    fast = engine.timed("level 0", run, x, timer=timer, fast_compile=True)
+    slow = engine.timed("default", run, x, timer=timer, short=True)  # no quick run: defaults
+    with quick_compiles():
+        fast = engine.timed("level 0", run, x, timer=timer, short=True)
+        compiled = engine.compile_timed("compiled only", run, x, timer=timer, short=True)
     np.testing.assert_allclose(fast, slow, rtol=1e-6)
-    compiled = engine.compile_timed("compiled only", run, x, timer=timer, fast_compile=True)
     np.testing.assert_allclose(compiled(x), slow, rtol=1e-6)
     assert [t.what for t in timer.timings] == ["default", "level 0", "compiled only"]
     assert all(t.compile_s > 0 for t in timer.timings)
     assert timer.timings[-1].run_s == 0.0
     assert timer.timings[0].run_s > 0
+
+
+def test_the_runner_sets_the_compile_policy_from_quick_for_the_compute_only() -> None:
+    """A quick run's short programs compile quickly, a long program or a full run's keep XLA's
+    defaults; the setting holds while ``compute`` runs, in its thread, and nowhere else."""
+    from jaxopt_lectures.experiments.api import Config, Experiment
+    from jaxopt_lectures.experiments.runner import compute_experiment
+
+    seen: list[tuple[Any, Any]] = []
+
+    def compute(config: Config, seed: int) -> Any:
+        seen.append((compiler_options(short=True), compiler_options(short=False)))
+        return None
+
+    e = Experiment("e", "-", "-", "-", 0, compute, lambda r: (), lambda r: [], lambda r: None)
+    for quick in (True, False):
+        assert compute_experiment(e, Config(quick=quick), 0).error is None
+    assert seen == [({"xla_backend_optimization_level": 0}, None), (None, None)]
+    assert not quick_compiles_on()
 
 
 def test_early_stopping_keeps_the_best_validation_parameters(blobs: Any) -> None:

@@ -29,6 +29,7 @@ EXPECTED = [
     "05_overfitting_dropout",
     "06_normalization",
     "07_composing_transforms",
+    "08_curvature",
 ]
 COLAB = (
     "https://colab.research.google.com/github/jaxopt-lectures/jaxopt_lectures/blob/main/notebooks/"

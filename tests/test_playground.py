@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxopt_lectures.experiments.cli import main as cli_main
+from jaxopt_lectures.cli import main as cli_main
 from jaxopt_lectures.playground import build, read_page, trajectory_from_page
 from jaxopt_lectures.playground.grids import (
     NUM_STEPS,
@@ -199,6 +199,77 @@ def test_bad_arguments(tmp_path: Path) -> None:
         read_page(not_a_page)
     with pytest.raises(SystemExit):
         cli_main(["playground", "--steps", "0"])
+
+
+# ------------------------------------------------------------------------------------------
+# Writing the page: a temporary name of each writer's own, nothing left behind
+# ------------------------------------------------------------------------------------------
+
+
+def _write_small_page(path: Path) -> Path:
+    from jaxopt_lectures.playground import page
+
+    return page._write_page(path, {"problems": []}, page._Packer())
+
+
+def test_concurrent_writers_of_one_page_do_not_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run writes the page into the same folder while the first is between writing its
+    temporary file and moving it into place: both succeed (a shared temporary name made the
+    first one's move fail with FileNotFoundError)."""
+    target = tmp_path / "playground.html"
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def replace_after_another_writer(src: Any, dst: Any) -> None:
+        calls.append(str(src))
+        if len(calls) == 1:
+            _write_small_page(target)  # the other run, in between
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_after_another_writer)
+    assert _write_small_page(target) == target
+    assert len(calls) == 2
+    assert calls[0] != calls[1]
+    read_page(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["playground.html"]
+
+
+def test_a_failed_page_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _write_small_page(tmp_path / "playground.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_page_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """A run killed while writing the page leaves its temporary file; the results store's
+    cleanup at the start of the next run removes it (the name carries the dead process's id)."""
+    import subprocess
+    import sys
+
+    from jaxopt_lectures.experiments.store import ResultsStore
+
+    code = (
+        "import os, sys; from pathlib import Path; from jaxopt_lectures.playground import page; "
+        "os.replace = lambda *a: os._exit(9); "
+        "page._write_page(Path(sys.argv[1]), {'problems': []}, page._Packer())"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "playground.html")], env=env
+    )
+    assert killed.returncode == 9
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith(".playground.html.")
+    ResultsStore(tmp_path, warn=print).prepare()
+    assert not leftover.exists()
 
 
 # ------------------------------------------------------------------------------------------

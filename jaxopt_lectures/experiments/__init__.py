@@ -2,7 +2,8 @@
 
 The machinery lives at this level, the experiments one level down (``docs/architecture.md``):
 
-- :mod:`~jaxopt_lectures.experiments.cli`: the command line (subcommands ``list`` and ``run``);
+- :mod:`~jaxopt_lectures.experiments.session`: one ``run`` from typed options (the command line,
+  :mod:`jaxopt_lectures.cli`, sits above this package and the playground);
 - :mod:`~jaxopt_lectures.experiments.runner`: runs one experiment's parts into a record;
 - :mod:`~jaxopt_lectures.experiments.store`, :mod:`~jaxopt_lectures.experiments.record`:
   ``results.json``, one record per experiment and mode, merged under a lock;
@@ -10,8 +11,8 @@ The machinery lives at this level, the experiments one level down (``docs/archit
 - :mod:`~jaxopt_lectures.experiments.api`: the types an experiment is made of;
 - :mod:`~jaxopt_lectures.experiments.engine`: trajectories, sweeps and MLP training compiled with
   ``lax.scan`` and ``vmap``;
-- :mod:`~jaxopt_lectures.experiments.data`, :mod:`~jaxopt_lectures.experiments.problems`,
-  :mod:`~jaxopt_lectures.experiments.figures`: data sets, 2-D test problems, drawing helpers;
+- :mod:`~jaxopt_lectures.experiments.data`, :mod:`~jaxopt_lectures.experiments.figures`: data
+  sets and drawing helpers (the 2-D test problems are :mod:`jaxopt_lectures.problems`);
 - :mod:`~jaxopt_lectures.experiments.lecture`: one module per lecture section;
   :mod:`~jaxopt_lectures.experiments.registry` lists them.
 

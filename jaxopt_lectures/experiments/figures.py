@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from jaxopt_lectures.experiments._deps import require
-from jaxopt_lectures.experiments.problems import Problem
 from jaxopt_lectures.experiments.store import atomic_file
+from jaxopt_lectures.problems import Problem
 
 __all__ = ["COLORS", "band", "contour", "per_rate", "pyplot", "save", "save_animation"]
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from jaxopt_lectures._app_common import PLAYGROUND_FILE, usable_cores
 from jaxopt_lectures.experiments.record import MODES, Json, RunRecord
 from jaxopt_lectures.experiments.store import Results, write_atomic
 
@@ -82,10 +83,7 @@ def machine_info() -> dict[str, Json]:
     """The machine: OS, CPU model, cores usable by this process, JAX backend and device, load."""
     import jax
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 0
+    cores = usable_cores()
     try:
         load: list[Json] = list(os.getloadavg())
     except OSError:
@@ -101,7 +99,7 @@ def machine_info() -> dict[str, Json]:
     }
 
 
-PLAYGROUND = "playground.html"
+PLAYGROUND = PLAYGROUND_FILE  # the optimizer playground's page, linked when it is there
 PLAYGROUND_LINK = "The optimizer playground: every method on 2-D test functions, with sliders"
 
 

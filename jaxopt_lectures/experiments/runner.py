@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from jaxopt_lectures.compile_policy import quick_compiles
 from jaxopt_lectures.experiments.api import Config, Experiment, Figure
 from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord, jsonable
 
@@ -49,11 +50,14 @@ class Computed(NamedTuple):
 
 def compute_experiment(experiment: Experiment[Any], config: Config, seed: int) -> Computed:
     """Call ``experiment.compute(config, seed)``; an exception becomes a :class:`Computed` with
-    the error (any thread may call this: it draws nothing)."""
+    the error (any thread may call this: it draws nothing). In a quick run (``config.quick``) the
+    experiment's short programs compile with the quick options
+    (:func:`jaxopt_lectures.compile_policy.quick_compiles`, for this call only)."""
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     start = time.perf_counter()
     try:
-        result = experiment.compute(config, seed)
+        with quick_compiles(config.quick):
+            result = experiment.compute(config, seed)
     except Exception as err:  # one experiment failing must not lose the others
         error, trace = f"{type(err).__name__}: {err}", traceback.format_exc()
         return Computed(None, error, trace, time.perf_counter() - start, started_at)

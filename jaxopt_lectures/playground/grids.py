@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 import jaxopt_lectures as jl
+from jaxopt_lectures.compile_policy import QUICK_OPTIONS
 from jaxopt_lectures.playground.problems import PlaygroundProblem, playground_problems
 
 __all__ = [
@@ -53,8 +54,9 @@ LOSS_FLOOR = 1e-12
 """Loss gaps L - L* below this are stored (and drawn) as this: the floor of the log-scale plots."""
 
 # XLA's backend optimizations double the compile time and gain nothing here: the programs run
-# for a fraction of a second, compiling them dominates the build.
-_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# for a fraction of a second, compiling them dominates the build. So the page's programs always
+# get the quick compile options (jaxopt_lectures.compile_policy), whatever the run.
+_COMPILER_OPTIONS = dict(QUICK_OPTIONS)
 
 # The rates offered are consecutive values of the 1-2-5 ladder.
 _LADDER = tuple(m * 10.0**e for e in range(-5, 3) for m in (1.0, 2.0, 5.0))
@@ -323,7 +325,7 @@ def run_direct(
     A = diag(1/20, 1), where x shrinks by 1 - 2 eta / 20 and y by 1 - 2 eta:
 
       >>> from jaxopt_lectures.playground.grids import methods, run_direct
-      >>> from jaxopt_lectures.experiments.problems import quadratic
+      >>> from jaxopt_lectures.problems import quadratic
       >>> sgd = methods("quadratic")[0]
       >>> thetas, losses = run_direct(sgd, quadratic(1 / 20, 1.0).loss, {"learning_rate": 0.2},
       ...                             (-1.0, 0.8), num_steps=1)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_lectures._app_common import PLAYGROUND_FILE, write_text_atomic
 from jaxopt_lectures.playground.grids import (
     LOSS_FLOOR,
     NUM_STEPS,
@@ -39,7 +40,7 @@ from jaxopt_lectures.playground.problems import PlaygroundProblem, playground_pr
 
 __all__ = ["CONTOUR_POINTS", "FILENAME", "build", "read_page", "trajectory_from_page"]
 
-FILENAME = "playground.html"
+FILENAME = PLAYGROUND_FILE
 DEFAULT_METHODS: tuple[str, ...] = ("sgd", "momentum", "adam")
 """The optimizers shown when the page opens."""
 CONTOUR_POINTS = 120
@@ -248,17 +249,15 @@ def build(
 
 def _write_page(path: Path, description: dict[str, Any], packer: _Packer) -> Path:
     """Fill the template with ``description`` (JSON) and the packed arrays; write it to ``path``
-    through a temporary file (its folder created if missing)."""
+    through a temporary file of this writer's own (its folder created if missing): concurrent
+    writers do not collide, and a failed write leaves nothing behind."""
     text = json.dumps(description, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     template = resources.files("jaxopt_lectures.playground").joinpath("template.html")
     page = template.read_text(encoding="utf-8")
     page = page.replace("/*__PLAYGROUND_DATA__*/", text, 1)
     page = page.replace("__PLAYGROUND_BLOB__", packer.blob(), 1)
     page = page.replace("__PLAYGROUND_TITLE__", html.escape("Optimizer playground"), 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, page)
     return path
 
 

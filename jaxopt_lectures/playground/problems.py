@@ -1,8 +1,7 @@
-"""The playground's test functions: the experiments' 2-D problems plus one with several minima.
-
-The quadratic, Rosenbrock, Beale and the saddle are the definitions of
-:mod:`jaxopt_lectures.experiments.problems` (imported, not copied). :func:`himmelblau` adds a
-function with four minima of equal depth, so the start point decides where a method ends up.
+"""The playground's test functions: the 2-D problems of :mod:`jaxopt_lectures.problems` (the
+experiments' definitions, imported, not copied), the quadratic at several condition numbers, and
+Himmelblau's function with its four minima of equal depth, where the start point decides where a
+method ends up.
 """
 
 from __future__ import annotations
@@ -10,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
-
-from jaxopt_lectures.experiments.problems import Problem, beale, quadratic, rosenbrock, saddle
+from jaxopt_lectures.problems import (
+    HIMMELBLAU_MINIMA,
+    Problem,
+    beale,
+    himmelblau,
+    quadratic,
+    rosenbrock,
+    saddle,
+)
 
 __all__ = ["CONDITION_NUMBERS", "PlaygroundProblem", "himmelblau", "playground_problems"]
 
@@ -20,39 +25,9 @@ CONDITION_NUMBERS: tuple[float, ...] = (1.0, 5.0, 20.0, 100.0)
 """The quadratic's condition numbers kappa = a2 / a1 offered by the playground (a2 = 1)."""
 
 
-def himmelblau() -> Problem:
-    r"""Himmelblau's function :math:`(x^2 + y - 11)^2 + (x + y^2 - 7)^2` (Himmelblau, 1972).
-
-    Four minima of value 0, at (3, 2), about (-2.805, 3.131), (-3.779, -3.283) and
-    (3.584, -1.848), a local maximum near (-0.271, -0.923) and saddle points between them: which
-    minimum a method reaches depends on where it starts and on how far its first steps throw it.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from jaxopt_lectures.playground.problems import himmelblau
-      >>> float(himmelblau().loss(jnp.array([3.0, 2.0])))
-      0.0
-    """
-
-    def loss(theta: jax.Array) -> jax.Array:
-        x, y = theta[0], theta[1]
-        return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
-
-    return Problem(
-        name="himmelblau",
-        loss=loss,
-        x0=(-0.5, 0.5),
-        minimum=(3.0, 2.0),
-        min_value=0.0,
-        xlim=(-5.0, 5.0),
-        ylim=(-5.0, 5.0),
-        formula=r"$(x^2 + y - 11)^2 + (x + y^2 - 7)^2$",
-    )
-
-
 class PlaygroundProblem(NamedTuple):
     """One test function of the page: a
-    :class:`~jaxopt_lectures.experiments.problems.Problem` and how the page presents it.
+    :class:`~jaxopt_lectures.problems.Problem` and how the page presents it.
 
     ``variant`` is the quadratic's condition number kappa (``None`` for the other functions);
     ``minima`` lists every minimum to mark on the contour plot.
@@ -63,14 +38,6 @@ class PlaygroundProblem(NamedTuple):
     problem: Problem
     variant: float | None
     minima: tuple[tuple[float, float], ...]
-
-
-HIMMELBLAU_MINIMA = (
-    (3.0, 2.0),
-    (-2.805118, 3.131312),
-    (-3.779310, -3.283186),
-    (3.584428, -1.848126),
-)
 
 
 def _quadratic(kappa: float) -> PlaygroundProblem:

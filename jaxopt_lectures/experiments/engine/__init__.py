@@ -11,7 +11,7 @@ Pure functions of their inputs, each compiling one program per call:
 - ``measures``: what is read off a curve (:func:`first_reach`, :func:`fitted_exponent`,
   :func:`rank_correlation`);
 - ``timing``: compile and run times, collected by a :class:`Timer` the caller passes in
-  (:func:`timed`, :func:`compile_timed`; ``fast_compile`` for a quick run's short programs).
+  (:func:`timed`, :func:`compile_timed`; ``short`` marks a quick run's short programs).
 """
 
 from jaxopt_lectures.experiments.engine.fitting import Fitted, fit_mlps
@@ -22,7 +22,6 @@ from jaxopt_lectures.experiments.engine.measures import (
 )
 from jaxopt_lectures.experiments.engine.sweeps import select_optimizer, sweep_trajectories
 from jaxopt_lectures.experiments.engine.timing import (
-    FAST_COMPILE,
     Timer,
     Timing,
     compile_timed,
@@ -48,7 +47,6 @@ from jaxopt_lectures.experiments.engine.trajectories import (
 )
 
 __all__ = [
-    "FAST_COMPILE",
     "MLP",
     "Fitted",
     "History",

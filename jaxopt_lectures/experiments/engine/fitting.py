@@ -73,7 +73,7 @@ def fit_mlps(
     checkpoints: int = 1,
     batch_size: int = 64,
     timer: Timer | None = None,
-    fast_compile: bool = False,
+    short: bool = False,
 ) -> dict[str, Fitted]:
     """Train every run at each of its rates and seeds for ``steps`` mini-batch steps, in one
     compiled program, keeping the parameters at ``checkpoints`` evenly spaced steps (the last
@@ -82,7 +82,7 @@ def fit_mlps(
     A lighter sibling of :func:`~jaxopt_lectures.experiments.engine.train` (no per-epoch
     curves, no early stopping: less to compile). NumPy draws the mini-batches (with replacement)
     from each seed, the same for every run and rate. ``timer`` collects the compile and run
-    time; ``fast_compile`` compiles with ``FAST_COMPILE``.
+    time; ``short`` marks the program short (:func:`~jaxopt_lectures.experiments.engine.timed`).
     """
     if steps < 1 or checkpoints < 1 or steps % checkpoints:
         raise ValueError(f"checkpoints ({checkpoints}) must divide steps ({steps}), both >= 1")
@@ -119,7 +119,7 @@ def fit_mlps(
         seed_arr,
         jax.device_put(batches),
         timer=timer,
-        fast_compile=fast_compile,
+        short=short,
     )
     out = jax.tree.map(np.asarray, out)
     at = np.arange(1, checkpoints + 1) * period

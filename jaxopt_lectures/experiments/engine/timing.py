@@ -3,6 +3,11 @@
 Every engine function that compiles a program takes an optional :class:`Timer`; an experiment
 makes one, passes it to each call, and keeps ``timer.timings`` in its result, so the timings
 travel with the result (nothing is kept in module-level state).
+
+Which compiler options a program gets is :mod:`jaxopt_lectures.compile_policy`'s decision: the
+caller says whether a program is ``short`` (its run time small next to its compile time), the
+runner switches quick compiles on for a ``--quick`` run, and a short program of a quick run
+compiles with :data:`~jaxopt_lectures.compile_policy.QUICK_OPTIONS` (same numbers).
 """
 
 from __future__ import annotations
@@ -12,11 +17,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-__all__ = ["FAST_COMPILE", "Timer", "Timing", "compile_timed", "timed"]
+from jaxopt_lectures.compile_policy import compiler_options
 
-# XLA:CPU's backend optimization level 0 compiles a program about twice as fast and runs it about
-# twice as slowly (same numbers): the better trade for a quick run's short programs.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+__all__ = ["Timer", "Timing", "compile_timed", "timed"]
 
 
 class Timing(NamedTuple):
@@ -50,27 +53,28 @@ class Timer:
 
 
 def compile_timed(
-    what: str, jitted: Any, *args: Any, timer: Timer | None = None, fast_compile: bool = False
+    what: str, jitted: Any, *args: Any, timer: Timer | None = None, short: bool = False
 ) -> Any:
     """Compile ``jitted`` (a ``jax.jit`` function) for ``args`` and record the compile time in
     ``timer`` (run time 0); return the executable, to be called with arguments of the same
-    shapes. ``fast_compile`` compiles with :data:`FAST_COMPILE`."""
+    shapes. A ``short`` program compiles with the quick options in a quick run
+    (:func:`jaxopt_lectures.compile_policy.compiler_options`)."""
     start = time.perf_counter()
     lowered = jitted.lower(*args)
-    compiled = lowered.compile(FAST_COMPILE) if fast_compile else lowered.compile()
+    compiled = lowered.compile(compiler_options(short=short))
     if timer is not None:
         timer.timings.append(Timing(what, time.perf_counter() - start, 0.0))
     return compiled
 
 
 def timed(
-    what: str, jitted: Any, *args: Any, timer: Timer | None = None, fast_compile: bool = False
+    what: str, jitted: Any, *args: Any, timer: Timer | None = None, short: bool = False
 ) -> Any:
     """Compile ``jitted`` (a ``jax.jit`` function) for ``args``, run it, record both times in
-    ``timer`` (when given) and return the outputs, ready. ``fast_compile`` compiles with
-    :data:`FAST_COMPILE` (same numbers)."""
+    ``timer`` (when given) and return the outputs, ready. A ``short`` program compiles with the
+    quick options in a quick run (same numbers; :mod:`jaxopt_lectures.compile_policy`)."""
     own = Timer()
-    compiled = compile_timed(what, jitted, *args, timer=own, fast_compile=fast_compile)
+    compiled = compile_timed(what, jitted, *args, timer=own, short=short)
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     if timer is not None:

@@ -81,13 +81,10 @@ class CurvatureSettings:
     bias_rates: tuple[float, ...] = (1e-3, 1e-2, 3e-2)
     bias_steps: int = 1000
     num_seeds: int = 3
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = CurvatureSettings()
-QUICK = CurvatureSettings(
-    num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2, fast_compile=True
-)
+QUICK = CurvatureSettings(num_starts=4, net_steps=150, num_coords=150, bias_steps=300, num_seeds=2)
 
 
 class AdamMaybeState(NamedTuple):
@@ -231,15 +228,13 @@ def _net_run(
     flat, unravel = ravel_pytree(carry.params)
     coords = jax.random.choice(k_coords, flat.shape[0], (settings.num_coords,), replace=False)
 
-    def loss(f: jax.Array) -> jax.Array:
-        logits, _ = jl.nn.mlp_apply(unravel(f), [], arr.xh, activation="tanh", training=False)
-        return cross_entropy(logits, arr.yh)
+    def loss(f: jax.Array, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(unravel(f), [], batch[0], activation="tanh", training=False)
+        return cross_entropy(logits, batch[1])
 
-    grad = jax.grad(loss)
-
-    def diag(i: jax.Array) -> jax.Array:
+    def diag(i: jax.Array) -> jax.Array:  # H_ii = e_i . H e_i
         e = jnp.zeros_like(flat).at[i].set(1.0)
-        return jax.jvp(grad, (flat,), (e,))[1][i]
+        return jl.curvature.hvp(loss, flat, e, (arr.xh, arr.yh))[i]
 
     h = jax.lax.map(diag, coords)
     return h, _all_steps(carry.opt_state, settings.net_rate)[:, coords]
@@ -323,7 +318,7 @@ def compute(config: Config, seed: int) -> CurvatureResult:
         key,
         rates,
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     config.advance(1)
     return _scores(settings, jax.tree.map(np.asarray, out), 1.0 / (2.0 * a), timer)

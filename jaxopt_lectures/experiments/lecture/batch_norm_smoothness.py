@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
@@ -63,7 +62,8 @@ class BnLandscapeSettings:
     """The network (with and without batch norm), the rates it is trained at (plain SGD), steps
     and seeds; the target accuracy; for the smoothness probes: the rate (one of ``rates``), the
     checkpoints probed (every ``probe_every``-th evaluation), the step sizes as multiples of the
-    rate, the probe batch and the power iterations for the top eigenvalue (0: not measured)."""
+    rate, the probe batch and the Hessian-vector products (Lanczos iterations) for the top
+    eigenvalue (0: not measured)."""
 
     hidden: tuple[int, ...] = (100, 100, 100)
     rates: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -75,13 +75,10 @@ class BnLandscapeSettings:
     power_iters: int = 15
     target: float = 0.9
     num_seeds: int = 4
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = BnLandscapeSettings()
-QUICK = BnLandscapeSettings(
-    steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2, fast_compile=True
-)
+QUICK = BnLandscapeSettings(steps=160, power_iters=0, rates=(0.3, 1.0, 3.0), num_seeds=2)
 EVERY = 16  # steps between evaluations (and checkpoints)
 
 
@@ -113,35 +110,25 @@ def _probe(
 ) -> Any:
     """Santurkar et al.'s three quantities and the top eigenvalue at one point (traceable)."""
 
-    def loss(p: Any) -> jax.Array:
-        logits, _ = jl.nn.mlp_apply(p, bn_state, x, activation=model.activation, training=True)
-        return cross_entropy(logits, y)
-
-    flat, unravel = ravel_pytree(params)
-
-    def flat_loss(f: jax.Array) -> jax.Array:
-        return loss(unravel(f))
+    def loss(p: Any, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(
+            p, bn_state, batch[0], activation=model.activation, training=True
+        )
+        return cross_entropy(logits, batch[1])
 
     sizes = settings.smooth_rate * jnp.asarray(settings.step_multiples, jnp.float32)
-    g = jax.grad(flat_loss)(flat)
-
-    def along(s: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return jax.value_and_grad(flat_loss)(flat - s * g)
-
-    values, grads = jax.vmap(along)(sizes)
-    changes = jnp.linalg.norm(grads - g, axis=-1)
-    gnorm = jnp.linalg.norm(g)
+    measures = jl.curvature.smoothness_along_gradient(loss, params, (x, y), sizes)
     lam = (
-        jl.diagnostics.hessian_top_eigenvalue(
-            flat_loss, flat, jax.random.key(0), num_iters=settings.power_iters
-        )
+        jl.curvature.hessian_eigenvalues(
+            loss, params, (x, y), k=1, key=jax.random.key(0), num_iterations=settings.power_iters
+        )[0][0]
         if settings.power_iters
         else jnp.float32(jnp.nan)  # not measured: the Hessian-vector products cost compile time
     )
     return {
-        "loss_range": jnp.max(values) - jnp.min(values),
-        "grad_change": jnp.max(changes),
-        "beta": jnp.max(changes / (sizes * jnp.where(gnorm > 0, gnorm, 1.0))),
+        "loss_range": measures.loss_range,
+        "grad_change": measures.gradient_change,
+        "beta": measures.beta_smoothness,
         "lambda": lam,
         "lambda_normalized": lam * _weights_mean_square(params),
     }
@@ -164,7 +151,7 @@ def compute(config: Config, seed: int) -> BnLandscapeResult:
         steps=settings.steps,
         seeds=seeds,
         checkpoints=settings.steps // EVERY,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     i = settings.rates.index(settings.smooth_rate)
     x = jnp.asarray(data.x_train[: settings.probe_batch])
@@ -185,9 +172,7 @@ def compute(config: Config, seed: int) -> BnLandscapeResult:
         return a[i, :, skip - 1 :: skip]
 
     ckpts = {k: jax.tree.map(at_probes, (fitted[k].params, fitted[k].bn_state)) for k in KINDS}
-    probes = timed(
-        "bn smoothness probes", probe_all, ckpts, timer=timer, fast_compile=settings.fast_compile
-    )
+    probes = timed("bn smoothness probes", probe_all, ckpts, timer=timer, short=True)
     probes = jax.tree.map(np.asarray, probes)
     best = {k: fitted[k].val_acc.max(axis=-1) for k in KINDS}
     config.advance(1)

@@ -55,7 +55,6 @@ class DropoutMapSettings:
     evals: int = 24
     batch_size: int = 50
     num_seeds: int = 2
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = DropoutMapSettings()
@@ -66,7 +65,6 @@ QUICK = DropoutMapSettings(
     steps=300,
     evals=6,
     num_seeds=1,
-    fast_compile=True,
 )
 
 
@@ -166,7 +164,7 @@ def compute(config: Config, seed: int) -> DropoutMapResult:
         jax.device_put(hyper),
         jax.device_put(idx),
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     shape = (len(settings.dropout_rates), len(sizes), settings.num_seeds, -1)
     tr, va = (np.asarray(a, np.float64).reshape(shape) for a in out)

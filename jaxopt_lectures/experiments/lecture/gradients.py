@@ -29,10 +29,10 @@ def _grad_norms(
     y: np.ndarray,
     num_classes: int,
     timer: Timer,
-    fast_compile: bool = False,
+    short: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-layer weight-gradient norms at initialization for every activation, one row per seed
-    (layer 1 = next to the input); one compiled program (``fast_compile`` for a quick run: one
+    (layer 1 = next to the input); one compiled program (``short`` for a quick run: one
     forward and backward pass, so compiling is nearly all of its time).
 
     The three activations share one network of this shape: the (activation, seed) pairs are
@@ -67,7 +67,7 @@ def _grad_norms(
         return {a: out[i * n : (i + 1) * n] for i, a in enumerate(ACTIVATIONS)}
 
     seed_arr = jnp.asarray(np.asarray(seeds, np.uint32))
-    out = timed("gradient norms", all_norms, seed_arr, timer=timer, fast_compile=fast_compile)
+    out = timed("gradient norms", all_norms, seed_arr, timer=timer, short=short)
     return {a: np.asarray(v) for a, v in out.items()}
 
 

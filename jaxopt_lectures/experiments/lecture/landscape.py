@@ -23,9 +23,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 import jaxopt_lectures as jl
+from jaxopt_lectures import problems
+from jaxopt_lectures.curvature import filter_normalized_direction  # still importable from here
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Claim, Config, Experiment, Figure, Summary, numbers_of
 from jaxopt_lectures.experiments.data import Dataset
@@ -47,50 +48,16 @@ __all__ = [
     "claims",
     "compute",
     "figure",
-    "filter_normalized_direction",
     "himmelblau",
     "roughness",
     "summarize",
 ]
 
-HIMMELBLAU_MINIMA = np.array(
-    [[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186], [3.584428, -1.848126]]
-)
+HIMMELBLAU_MINIMA = np.array(problems.HIMMELBLAU_MINIMA)
+"""Himmelblau's four minima (:data:`jaxopt_lectures.problems.HIMMELBLAU_MINIMA`), one per row."""
 
-
-def himmelblau(theta: jax.Array) -> jax.Array:
-    """Himmelblau's function: four minima of value 0 (:data:`HIMMELBLAU_MINIMA`)."""
-    x, y = theta[0], theta[1]
-    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
-
-
-def filter_normalized_direction(key: jax.Array, params: Any) -> Any:
-    """A random direction in parameter space, filter-normalized (Li et al., 2018).
-
-    Every weight matrix ``(n_in, n_out)`` gets a Gaussian direction whose column j (the incoming
-    weights of unit j) is rescaled to the norm of column j of the weights; vectors (biases, batch
-    norm's scale and shift) get a zero direction.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from jaxopt_lectures.experiments.lecture.landscape import filter_normalized_direction
-      >>> p = {"w": jnp.array([[3.0, 0.0], [4.0, 1.0]]), "b": jnp.ones(2)}
-      >>> d = filter_normalized_direction(jax.random.key(0), p)
-      >>> [round(float(n), 4) for n in jnp.linalg.norm(d["w"], axis=0)], d["b"].tolist()
-      ([5.0, 1.0], [0.0, 0.0])
-    """
-    flat, unravel = ravel_pytree(params)
-    noise = unravel(jax.random.normal(key, flat.shape, flat.dtype))  # one draw: compiles fast
-    leaves, treedef = jax.tree.flatten(params)
-    out = []
-    for d, leaf in zip(jax.tree.leaves(noise), leaves, strict=True):
-        if leaf.ndim < 2:
-            out.append(jnp.zeros_like(leaf))
-            continue
-        norm_d = jnp.linalg.norm(d, axis=tuple(range(leaf.ndim - 1)), keepdims=True)
-        norm_w = jnp.linalg.norm(leaf, axis=tuple(range(leaf.ndim - 1)), keepdims=True)
-        out.append(d * norm_w / jnp.where(norm_d > 0, norm_d, 1.0))
-    return jax.tree.unflatten(treedef, out)
+himmelblau = problems.himmelblau().loss
+"""Himmelblau's function of ``theta`` (:func:`jaxopt_lectures.problems.himmelblau`)."""
 
 
 def roughness(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +101,6 @@ class LandscapeSettings:
     alpha: float = 1.0
     batch: int = 512
     surface: int = 25
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = LandscapeSettings()
@@ -146,7 +112,6 @@ QUICK = LandscapeSettings(
     num_seeds=2,
     num_directions=4,
     surface=0,
-    fast_compile=True,
 )
 
 
@@ -190,7 +155,7 @@ def _basins(settings: LandscapeSettings, timer: Timer) -> tuple[np.ndarray, np.n
         jax.jit(jax.vmap(descend)),
         jnp.asarray(starts),
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     return starts, np.asarray(finals, np.float64)
 
@@ -208,29 +173,25 @@ def _probe(
     x, y, xv, yv = arrays
     side = np.linspace(-settings.alpha, settings.alpha, settings.surface, dtype=np.float32)
 
-    def loss_at(p: Any) -> jax.Array:
-        logits, _ = jl.nn.mlp_apply(p, [], x, activation=model.activation, training=False)
-        return cross_entropy(logits, y)
-
-    def shifted(a: jax.Array, d: Any, b: jax.Array, e: Any) -> jax.Array:
-        return loss_at(jax.tree.map(lambda p, u, v: p + a * u + b * v, params, d, e))
+    def loss(p: Any, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        logits, _ = jl.nn.mlp_apply(p, [], batch[0], activation=model.activation, training=False)
+        return cross_entropy(logits, batch[1])
 
     keys = jax.random.split(key, settings.num_directions + 1)
     dirs = jax.vmap(lambda k: filter_normalized_direction(k, params))(keys)
-    zero = jax.tree.map(jnp.zeros_like, params)
-    lines = jax.vmap(lambda d: jax.vmap(lambda a: shifted(a, d, jnp.float32(0.0), zero))(alphas))(
+    lines = jax.vmap(lambda d: jl.curvature.loss_slice(loss, params, (x, y), [d], alphas))(
         jax.tree.map(lambda a: a[:-1], dirs)
     )
     d1 = jax.tree.map(lambda a: a[0], dirs)
     d2 = jax.tree.map(lambda a: a[-1], dirs)
-    surface = (
-        jax.vmap(lambda b: jax.vmap(lambda a: shifted(a, d1, b, d2))(side))(side)
+    surface = (  # rows: the coefficient of d2, columns: that of d1
+        jl.curvature.loss_slice(loss, params, (x, y), (d1, d2), side)
         if settings.surface
         else jnp.zeros((0, 0))
     )
     logits, _ = jl.nn.mlp_apply(params, [], xv, activation=model.activation, training=False)
     val_acc = jnp.mean(jnp.argmax(logits, -1) == yv)
-    return lines, surface, loss_at(params), val_acc
+    return lines, surface, loss(params, (x, y)), val_acc
 
 
 def _probe_all(
@@ -266,7 +227,7 @@ def _probe_all(
         trained,
         keys,
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     return jax.tree.map(np.asarray, out)
 
@@ -289,9 +250,7 @@ def compute(config: Config, seed: int) -> LandscapeResult:
     seeds = tuple(seed0 + i for i in range(settings.num_seeds))
     steps = settings.epochs * (len(data.x_train) // 64)
     runs = {name: TrainRun(jl.adam, (1e-3,), m) for name, m in models.items()}
-    fitted = fit_mlps(
-        runs, data, steps=steps, seeds=seeds, timer=timer, fast_compile=settings.fast_compile
-    )
+    fitted = fit_mlps(runs, data, steps=steps, seeds=seeds, timer=timer, short=True)
     trained = {name: jax.tree.map(lambda a: a[0, :, -1], f.params) for name, f in fitted.items()}
     alphas = np.linspace(-settings.alpha, settings.alpha, settings.num_alphas, dtype=np.float32)
     out = _probe_all(settings, data, models, trained, alphas, key, timer)

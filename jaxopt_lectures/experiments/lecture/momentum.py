@@ -48,7 +48,7 @@ from jaxopt_lectures.experiments.api import (
 )
 from jaxopt_lectures.experiments.engine import Timer, Timing, sweep_trajectories
 from jaxopt_lectures.experiments.formatting import fmt
-from jaxopt_lectures.experiments.problems import quadratic
+from jaxopt_lectures.problems import quadratic
 
 __all__ = [
     "EXPERIMENT",

@@ -20,7 +20,7 @@ from jaxopt_lectures.experiments.engine import (
     sweep_trajectories,
 )
 from jaxopt_lectures.experiments.formatting import fmt
-from jaxopt_lectures.experiments.problems import quadratic
+from jaxopt_lectures.problems import quadratic
 
 __all__ = ["EXPERIMENT", "NewtonResult", "claims", "compute", "figure", "summarize"]
 

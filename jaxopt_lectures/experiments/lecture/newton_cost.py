@@ -59,7 +59,6 @@ class NewtonCostSettings:
     repeats: int = 9
     dense_repeats: int = 3  # dense Newton calls per repeat
     fit_points: int = 3
-    fast_compile: bool = False  # XLA optimization level 0: every method slower by a similar factor
 
 
 FULL = NewtonCostSettings()
@@ -68,7 +67,6 @@ QUICK = NewtonCostSettings(  # few sizes: every size is a compilation
     linear_sizes=(2**15, 2**18),
     repeats=7,
     dense_repeats=2,
-    fast_compile=True,
 )
 
 
@@ -129,7 +127,7 @@ def compute(config: Config, seed: int) -> NewtonCostResult:
             rng = np.random.default_rng((seed, int(d)))
             theta = jax.device_put(rng.standard_normal(int(d)).astype(np.float32))
             compiled = compile_timed(  # one compilation per size, timed below
-                f"{method} d={d}", fn, theta, timer=timer, fast_compile=settings.fast_compile
+                f"{method} d={d}", fn, theta, timer=timer, short=True
             )
             jax.block_until_ready(compiled(theta))  # a first call, not timed
             calls.append((method, int(d), compiled, theta))

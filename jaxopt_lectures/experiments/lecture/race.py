@@ -28,7 +28,7 @@ from jaxopt_lectures.experiments.engine import (
     run_trajectories,
 )
 from jaxopt_lectures.experiments.formatting import fmt
-from jaxopt_lectures.experiments.problems import PROBLEMS, Problem
+from jaxopt_lectures.problems import PROBLEMS, Problem
 
 __all__ = [
     "EXPERIMENT",

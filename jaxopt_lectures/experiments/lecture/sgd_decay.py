@@ -60,11 +60,10 @@ class SgdDecaySettings:
     num_steps: int = 4000
     num_seeds: int = 4
     tail: float = 0.25
-    fast_compile: bool = False  # XLA optimization level 0: faster compile, slower run
 
 
 FULL = SgdDecaySettings()
-QUICK = SgdDecaySettings(num_steps=2000, num_seeds=2, fast_compile=True)
+QUICK = SgdDecaySettings(num_steps=2000, num_seeds=2)
 
 
 class SgdDecayResult(NamedTuple):
@@ -170,7 +169,7 @@ def compute(config: Config, seed: int) -> SgdDecayResult:
         jax.device_put(batches.astype(np.int32)),
         problem,
         timer=timer,
-        fast_compile=settings.fast_compile,
+        short=True,
     )
     losses = np.asarray(losses, np.float64)  # (lanes, seeds, steps)
     nr, nb = len(settings.rates), len(settings.batch_sizes)
