@@ -217,22 +217,22 @@ def _batch_orders(seeds: Sequence[int], n_train: int, s: _Schedule) -> np.ndarra
 def _measure_fn(
     run: TrainRun, arrays: tuple[jax.Array, ...], probe: Probe | None
 ) -> Callable[[TrainCarry], dict[str, jax.Array]]:
-    """Losses and accuracies on the whole training, validation and test splits (one forward
-    pass for the three, inference mode), the parameters' norm, and the probe's values."""
-    x_train, y_train, x_val, y_val, x_test, y_test = arrays
-    n_train, n_val = x_train.shape[0], x_val.shape[0]
-    x_all = jnp.concatenate([x_train, x_val, x_test])
-    y_all = jnp.concatenate([y_train, y_val, y_test])
+    """Losses and accuracies on the whole training and validation splits (one forward pass for
+    both, inference mode), the parameters' norm, and the probe's values."""
+    x_train, y_train, x_val, y_val, _, _ = arrays
+    n_train = x_train.shape[0]
+    x_both = jnp.concatenate([x_train, x_val])
+    y_both = jnp.concatenate([y_train, y_val])
 
     def measure(carry: TrainCarry) -> dict[str, jax.Array]:
-        logits, _ = run.model.apply(carry.params, carry.bn_state, x_all, training=False)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y_all)
-        hits = jnp.argmax(logits, axis=-1) == y_all
-        splits = {"train": slice(0, n_train), "val": slice(n_train, n_train + n_val)}
-        splits["test"] = slice(n_train + n_val, None)
+        logits, _ = run.model.apply(carry.params, carry.bn_state, x_both, training=False)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y_both)
+        hits = jnp.argmax(logits, axis=-1) == y_both
         out = {
-            **{f"{k}_loss": jnp.mean(losses[part]) for k, part in splits.items()},
-            **{f"{k}_acc": jnp.mean(hits[part]) for k, part in splits.items()},
+            "train_loss": jnp.mean(losses[:n_train]),
+            "train_acc": jnp.mean(hits[:n_train]),
+            "val_loss": jnp.mean(losses[n_train:]),
+            "val_acc": jnp.mean(hits[n_train:]),
             "param_norm": tree_norm(carry.params),
         }
         if probe is not None:
@@ -264,16 +264,9 @@ def _train_one(
     probe: Probe | None,
 ) -> _RunOutput:
     """One seed at one learning rate (traceable): scan over evaluation periods of a scan over
-    steps (the mini-batches' indices ``batches`` from :func:`_batch_orders`); the test numbers of
-    the best-validation parameters and of the last ones.
-
-    Every evaluation measures the test split too, in the forward pass that measures the training
-    and validation splits, and keeps the test numbers of the best validation loss so far: what
-    testing the best parameters after the loop would give, without carrying a copy of them. A
-    test pass after the loop (of the kept best and of the last parameters) took a quarter of the
-    training program's compile time on the CPU; inside the loop it adds a sixth to the work of
-    an evaluation."""
-    x_train, y_train = arrays[:2]
+    steps (the mini-batches' indices ``batches`` from :func:`_batch_orders`), keeping the
+    best-validation parameters; the test numbers of the best and the last."""
+    x_train, y_train, _, _, x_test, y_test = arrays
     tx = run.optimizer(learning_rate)
     key_init, _, key_dropout = jax.random.split(jax.random.key(seed), 3)
     carry = init_carry(run.model, tx, key_init, x_train.shape[1], s.num_classes)
@@ -286,21 +279,20 @@ def _train_one(
     # Evaluation 0 is the initialization: its period runs no steps. One scan over every
     # evaluation traces the measurement once (a second copy before the loop doubled its share of
     # the compile time); the branch's predicate is the same in every lane of the vmap, so it
-    # stays a branch and the training steps are those of a plain loop. ``best``: the lowest
-    # validation loss, its evaluation, and the test loss and accuracy measured there.
-    zero = jnp.zeros([])
-    best0 = (zero, jnp.zeros([], jnp.int32), zero, zero)
+    # stays a branch and the training steps are those of a plain loop.
+    best0 = (jnp.zeros([]), jnp.zeros([], jnp.int32), carry.params, carry.bn_state)
     saved0, every = _checkpoint_buffers(carry, s)
 
     def period(state: tuple[TrainCarry, Any, Any, jax.Array], idx: jax.Array) -> tuple[Any, Any]:
         carry, best, saved, i = state
         carry = jax.lax.cond(i > 0, lambda c: jax.lax.scan(step, c, idx)[0], lambda c: c, carry)
         m = measure(carry)
-        test = (m.pop("test_loss"), m.pop("test_acc"))
         # NaN (a diverged run) never counts as better; evaluation 0 is the first best.
         better = (m["val_loss"] < best[0]) | (i == 0)
         best = jax.tree.map(
-            lambda new, old: jnp.where(better, new, old), (m["val_loss"], i, *test), best
+            lambda new, old: jnp.where(better, new, old),
+            (m["val_loss"], i, carry.params, carry.bn_state),
+            best,
         )
         if s.checkpoint_every:  # write slot i // every when i is a multiple (else rewrite it)
             slot, take = i // every, i % every == 0
@@ -311,17 +303,20 @@ def _train_one(
                 saved,
                 (carry.params, carry.bn_state),
             )
-        return (carry, best, saved, i + 1), (m, test)
+        return (carry, best, saved, i + 1), m
 
     periods = jnp.concatenate([batches[:1], batches])  # period 0's indices are not used
-    (carry, best, saved, _), (curves, tests) = jax.lax.scan(
+    (carry, best, saved, _), curves = jax.lax.scan(
         period, (carry, best0, saved0, jnp.zeros([], jnp.int32)), periods
     )
-    _, best_index, test_loss, test_acc = best
-    final_test_loss, final_test_acc = (t[-1] for t in tests)  # of the last parameters
+    _, best_index, best_params, best_bn = best
+    pair = jax.tree.map(  # the best and the last parameters, tested in one vmap-ed forward pass
+        lambda a, b: jnp.stack([a, b]), (best_params, best_bn), (carry.params, carry.bn_state)
+    )
+    test_loss, test_acc = jax.vmap(lambda p, b: _evaluate(run.model, p, b, x_test, y_test))(*pair)
     checkpoints = saved if s.checkpoint_every else None
     return _RunOutput(
-        curves, best_index, test_loss, test_acc, final_test_loss, final_test_acc, checkpoints
+        curves, best_index, test_loss[0], test_acc[0], test_loss[1], test_acc[1], checkpoints
     )
 
 
