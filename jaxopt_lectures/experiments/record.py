@@ -19,11 +19,22 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-__all__ = ["MODES", "Claim", "Json", "Mode", "RunKey", "RunRecord", "jsonable"]
+__all__ = ["MODES", "Claim", "Json", "Measurement", "Mode", "RunKey", "RunRecord", "jsonable"]
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
 Mode = Literal["full", "quick"]
 MODES: tuple[Mode, ...] = ("full", "quick")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A second measurement of a claim, under another ``protocol`` (the setup of the paper behind
+    the claim, for instance): its verdict ``held`` by its own ``rule``, and what it ``measured``."""
+
+    protocol: str
+    held: bool
+    measured: str
+    rule: str
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,35 @@ class Claim:
 
     ``held`` is computed from the measured numbers by a rule stated in ``rule``; ``measured`` says
     what was seen, in words and numbers. A claim that does not hold is reported as such.
+    ``also`` holds measurements of the same claim under other protocols (``held`` stays the
+    verdict of the first), and ``discussion`` what a reader should make of them together: what
+    the lecture says, what each protocol measured, what the literature found, the verdict.
     """
 
     claim: str
     held: bool
     measured: str
     rule: str
+    also: tuple[Measurement, ...] = ()
+    discussion: str = ""
+
+    @property
+    def all_held(self) -> bool:
+        """Whether the claim held under every one of its measurements."""
+        return self.held and all(m.held for m in self.also)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Claim:
+        """The claim that ``dataclasses.asdict`` wrote (records without ``also`` or
+        ``discussion`` read as having none)."""
+        return cls(
+            claim=str(data["claim"]),
+            held=bool(data["held"]),
+            measured=str(data["measured"]),
+            rule=str(data["rule"]),
+            also=tuple(Measurement(**m) for m in data.get("also", ())),
+            discussion=str(data.get("discussion", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,7 +163,7 @@ class RunRecord:
             compile_time_s=float(data.get("compile_time_s", 0.0)),
             figures=tuple(data.get("figures", ())),
             headlines=tuple((str(k), str(v)) for k, v in data.get("headlines", ())),
-            claims=tuple(Claim(**c) for c in data.get("claims", ())),
+            claims=tuple(Claim.from_json(c) for c in data.get("claims", ())),
             settings=dict(data.get("settings", {})),
             numbers=dict(data.get("numbers", {})),
             environment=dict(data.get("environment", {})),
