@@ -447,3 +447,30 @@ def test_full_run_records_both_measurements_and_discussions(
             else:
                 assert "Verdict: " in claim["discussion"]
                 assert claim["discussion"] in report
+
+
+def test_the_claims_page_is_generated_from_the_stored_full_run() -> None:
+    from jaxopt_lectures.experiments import claims_page
+
+    stored = json.loads(claims_page.STORED.read_text(encoding="utf-8"))
+    page = claims_page.PAGE.read_text(encoding="utf-8")
+    assert claims_page.replace_section(page, claims_page.render(stored)) == page, (
+        "docs/lecture-claims.md is stale: python -m jaxopt_lectures.experiments.claims_page "
+        "--results FOLDER-OF-A-FULL-RUN"
+    )
+    claims = [c for r in stored["experiments"].values() for c in r["claims"]]
+    second = [c for c in claims if c["also"]]
+    assert len(second) == 6  # the six claims measured under a paper's protocol
+    for c in second:
+        if not (c["held"] and c["also"][0]["held"]):
+            assert c["discussion"] in page
+    for r in stored["experiments"].values():
+        assert (claims_page.FIGURES / Path(r["figures"][-1]).name).exists()
+
+
+def test_replace_section_appends_then_replaces() -> None:
+    from jaxopt_lectures.experiments.claims_page import BEGIN, END, replace_section
+
+    first = replace_section("# Page\n", f"{BEGIN}\nold\n{END}\n")
+    assert first == f"# Page\n\n{BEGIN}\nold\n{END}\n"
+    assert replace_section(first, f"{BEGIN}\nnew\n{END}\n") == f"# Page\n\n{BEGIN}\nnew\n{END}\n"

@@ -43,7 +43,7 @@ DROPOUT_LECTURE = (
     "performance over training."
 )
 
-LANDSCAPE = PaperProtocol(
+LANDSCAPE: PaperProtocol[Any, Any] = PaperProtocol(
     name="li2018_depth_sweep",
     description=depth_sweep.PROTOCOL,
     compute=depth_sweep.compute,
@@ -77,7 +77,7 @@ LANDSCAPE = PaperProtocol(
     },
 )
 
-OPTIMIZERS = PaperProtocol(
+OPTIMIZERS: PaperProtocol[Any, Any] = PaperProtocol(
     name="wilson2017_tuned_rates",
     description=tuned_rates.PROTOCOL,
     compute=tuned_rates.compute,
@@ -107,7 +107,7 @@ OPTIMIZERS = PaperProtocol(
 )
 
 
-OVERFITTING = PaperProtocol(
+OVERFITTING: PaperProtocol[Any, Any] = PaperProtocol(
     name="srivastava2014_dropout",
     description=dropout_protocol.PROTOCOL,
     compute=dropout_protocol.compute,
@@ -134,7 +134,7 @@ OVERFITTING = PaperProtocol(
     },
 )
 
-DROPOUT_MAP = PaperProtocol(
+DROPOUT_MAP: PaperProtocol[Any, Any] = PaperProtocol(
     name="srivastava2014_dropout",
     description=dropout_protocol.PROTOCOL,
     compute=dropout_protocol.compute,
@@ -177,7 +177,7 @@ DROPOUT_MAP = PaperProtocol(
     },
 )
 
-BATCH_NORM = PaperProtocol(
+BATCH_NORM: PaperProtocol[Any, Any] = PaperProtocol(
     name="ghorbani2019_spectrum",
     description=bn_spectrum.PROTOCOL,
     compute=bn_spectrum.compute,

@@ -22,7 +22,14 @@ import numpy as np
 import jaxopt_lectures as jl
 from jaxopt_lectures.experiments import figures
 from jaxopt_lectures.experiments.api import Config, Figure, Numbers
-from jaxopt_lectures.experiments.engine import Timer, Timing, TrainRun, select_optimizer, train
+from jaxopt_lectures.experiments.engine import (
+    OptimizerFactory,
+    Timer,
+    Timing,
+    TrainRun,
+    select_optimizer,
+    train,
+)
 from jaxopt_lectures.experiments.formatting import mean_std
 from jaxopt_lectures.experiments.lecture import optimizers
 from jaxopt_lectures.experiments.record import Measurement
@@ -41,7 +48,7 @@ PROTOCOL = (
     "Wilson et al. (2017): every method at its best learning rate from a grid (lowest mean best "
     "validation loss), same network, data and epochs"
 )
-METHODS = {"sgd": jl.sgd, "adam": jl.adam, "rmsprop": jl.rmsprop}
+METHODS: dict[str, OptimizerFactory] = {"sgd": jl.sgd, "adam": jl.adam, "rmsprop": jl.rmsprop}
 # The optimizers experiment's lanes that are grid points: method -> {rate: its name there}.
 SHARED = {
     "sgd": {0.01: "sgd (lr 0.01)", 0.1: "sgd (lr 0.1)"},
