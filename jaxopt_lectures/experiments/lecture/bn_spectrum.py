@@ -55,7 +55,7 @@ PROTOCOL = (
 class BnSpectrumSettings:
     """Random probes and Lanczos steps per probe of the quadrature, points of the density grid."""
 
-    num_probes: int = 2
+    num_probes: int = 1
     lanczos: int = 48
     grid_size: int = 400
 

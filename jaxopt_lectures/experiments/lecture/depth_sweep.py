@@ -69,14 +69,14 @@ class DepthSweepSettings:
     depths: tuple[int, ...] = (2, 6, 12, 20, 30)
     width: int = 32
     rate: float = 1e-3
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 64
     num_seeds: int = 2
     alpha: float = 1.0
     loss_grid: int = 15
     curvature_grid: int = 3
     probe_batch: int = 128
-    lanczos: int = 16
+    lanczos: int = 12
 
 
 FULL = DepthSweepSettings()
@@ -103,12 +103,16 @@ class DepthSweepResult(NamedTuple):
 
 def init(key: jax.Array, num_features: int, num_classes: int, settings: DepthSweepSettings) -> Any:
     """He-initialized parameters of the deepest network: the first layer, the other hidden layers
-    stacked along a leading axis (``max(depths) - 1`` of them), the output layer."""
-    hidden = max(settings.depths)
-    sizes = [num_features] + [settings.width] * hidden + [num_classes]
-    layers, _ = jl.nn.mlp_init(key, sizes, activation="relu")
-    stacked = jax.tree.map(lambda *a: jnp.stack(a), *layers[1:-1])
-    return {"first": layers[0], "hidden": stacked, "last": layers[-1]}
+    stacked along a leading axis (``max(depths) - 1`` of them, drawn by one ``vmap``-ed
+    :func:`jaxopt_lectures.nn.mlp_init`), the output layer."""
+    k_ends, k_hidden = jax.random.split(key)
+    sizes = [num_features, settings.width, settings.width, num_classes]
+    (first, _, last), _ = jl.nn.mlp_init(k_ends, sizes, activation="relu")
+    keys = jax.random.split(k_hidden, max(settings.depths) - 1)
+    stacked = jax.vmap(
+        lambda k: jl.nn.mlp_init(k, [settings.width, settings.width], activation="relu")[0][0]
+    )(keys)
+    return {"first": first, "hidden": stacked, "last": last}
 
 
 def apply(params: Any, x: jax.Array, depth: jax.Array) -> jax.Array:
@@ -334,13 +338,22 @@ def figure(r: DepthSweepResult) -> Figure:
         ca = r.curvature_alphas
         gx, gy = np.meshgrid(ca, ca)
         sc = ax.scatter(
-            gx, gy, c=r.ratio[i, 0], cmap="magma_r", vmin=0, vmax=1, s=60, edgecolors="k"
+            gx,
+            gy,
+            c=r.ratio[i, 0],
+            cmap="magma_r",
+            vmin=0,
+            vmax=1,
+            s=160,
+            edgecolors="k",
+            clip_on=False,
+            zorder=3,
         )
         ax.plot(0, 0, "r+", markersize=14)
         ax.set_aspect("equal")
         ax.set(
             title=f"{r.depths[i]} hidden layers: log10 loss on a 2-D slice\n"
-            f"dots: |lambda_min/lambda_max| (mean {r.mean_ratio[i, 0]:.2f})",
+            f"dots: max(0, -lambda_min)/lambda_max, mean {r.mean_ratio[i, 0]:.2f}",
             xlabel=r"$\alpha$ (filter-normalized $d_1$)",
             ylabel=r"$\beta$ ($d_2$)",
         )
@@ -363,6 +376,7 @@ def figure(r: DepthSweepResult) -> Figure:
     ax.set(title="Trained loss and local minima on the slice", xlabel="hidden layers")
     ax.set_ylabel("training loss (log)", color="#1f77b4")
     ax2.set_ylabel(f"local minima on the {len(r.alphas)}^2 grid", color="#ff7f0e")
+    ax2.set_ylim(0, max(2, int(r.slice_minima.max()) + 1))
     fig.suptitle(
         f"Li et al.'s protocol: depth sweep at width {r.settings.width}, no skip connections"
     )

@@ -62,7 +62,7 @@ class TunedRatesSettings:
     """Each method's rate grid and the number of seeds (the optimizers experiment's first)."""
 
     grids: tuple[tuple[str, tuple[float, ...]], ...] = (
-        ("sgd", (0.01, 0.03, 0.1, 0.3)),
+        ("sgd", (0.01, 0.03, 0.1, 0.3, 1.0)),
         ("adam", (3e-4, 1e-3, 3e-3)),
         ("rmsprop", (1e-3, 3e-3, 0.01)),
     )
@@ -101,9 +101,10 @@ def compute(config: Config, seed: int, base: optimizers.OptimizersResult) -> Tun
     )
     (h,) = train([run], config.data(seed), epochs=base.epochs, seeds=run_seeds, timer=timer)
     k = settings.num_seeds
+    val = np.where(np.isfinite(h.val_loss), h.val_loss, np.inf)  # a diverged run: inf
     trained = {
         pair: {
-            "best_val_loss": h.val_loss[i].min(axis=-1),
+            "best_val_loss": val[i].min(axis=-1),
             "final_train_loss": h.train_loss[i, :, -1],
             "test_acc": h.test_acc[i],
         }
@@ -133,8 +134,13 @@ def compute(config: Config, seed: int, base: optimizers.OptimizersResult) -> Tun
 
 
 def best_rates(r: TunedRatesResult) -> dict[str, int]:
-    """Per method, the index of the rate with the lowest mean best validation loss."""
-    return {m: int(np.argmin(v.mean(-1))) for m, v in r.best_val_loss.items()}
+    """Per method, the index of the rate with the lowest mean best validation loss (a rate at
+    which some seed diverged, a non-finite loss, is never the best)."""
+    out = {}
+    for m, v in r.best_val_loss.items():
+        mean = np.mean(v, axis=-1)
+        out[m] = int(np.argmin(np.where(np.isfinite(mean), mean, np.inf)))
+    return out
 
 
 def measurement(r: TunedRatesResult) -> Measurement:
@@ -218,7 +224,7 @@ def figure(r: TunedRatesResult) -> Figure:
     )
     ax.set_ylim(min(a.min() for a in accs) - 2, 100)
     for i, v in enumerate(means):
-        ax.text(i, v + 0.2, f"{v:.1f}", ha="center", va="bottom", fontsize=11)
+        ax.text(i, v - 0.15, f"{v:.1f}", ha="center", va="top", color="white", fontsize=12)
     ax.set(title="Test accuracy at each method's best rate", ylabel="accuracy (%)")
     fig.suptitle(
         f"Wilson et al.'s protocol: each method at its best rate "
