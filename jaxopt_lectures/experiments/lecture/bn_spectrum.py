@@ -179,6 +179,9 @@ def numbers(r: BnSpectrumResult) -> dict[str, Numbers]:
     return {**numbers_of(r), "settings": asdict(r.settings)}
 
 
+FLOOR = 1e-6  # the density plots' lower limit (log scale)
+
+
 def figure(r: BnSpectrumResult) -> Figure:
     """The density of each model (seed 0), in the Hessian's units and in units of its RMS
     eigenvalue, and the outlier share per seed."""
@@ -191,13 +194,13 @@ def figure(r: BnSpectrumResult) -> Figure:
         axes[0].plot(grid, density, color=color, label=f"{kind} batch norm")
         axes[1].plot(grid / rms, density * rms, color=color, label=f"{kind} batch norm")
         for ax, scale in ((axes[0], 1.0), (axes[1], rms)):
-            ax.plot(r.top[kind][0] / scale, 0, "v", color=color, ms=12, clip_on=False)
+            ax.plot(r.top[kind][0] / scale, FLOOR, "^", color=color, ms=12, clip_on=False)
     for ax, title, xlabel in (
         (axes[0], "Hessian eigenvalue density (seed 0)", "eigenvalue"),
         (axes[1], "The same in units of the RMS eigenvalue", r"eigenvalue / $\sqrt{tr(H^2)/d}$"),
     ):
         ax.set_yscale("log")
-        ax.set_ylim(bottom=1e-6)
+        ax.set_ylim(bottom=FLOOR)
         ax.set(title=title + "\n(triangles: lambda_max)", xlabel=xlabel, ylabel="density (log)")
         ax.legend()
     ax = axes[2]
