@@ -353,7 +353,7 @@ def test_with_protocol_adds_the_measurement_its_figure_and_numbers_in_a_full_run
     assert claims[1].discussion.endswith(f"Verdict: {VERDICTS[(False, True)]}")
     numbers = wrapped.summarize(result).numbers
     assert numbers["v"] == 1.0
-    assert numbers["paper_protocol"] == {"paper": {"value": 11.0}}
+    assert numbers["paper_protocol"] == {"paper": {"value": 11.0, "timings": []}}
 
 
 def test_compute_once_computes_once_per_key() -> None:

@@ -49,10 +49,6 @@ def extract(results: Results) -> dict[str, Json]:
     return {"experiments": out}
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _provenance(records: Mapping[str, Any]) -> str:
     newest = max(records.values(), key=lambda r: r["finished_at"])
     env = newest["environment"]
@@ -88,16 +84,13 @@ def render(stored: Mapping[str, Any]) -> str:
             if not c.discussion or c.all_held:
                 continue
             lines += [f"### {c.claim} (`{name}`)", ""]
-            lines += ["| protocol | held? | measured | rule |", "|---|---|---|---|"]
+            held = [("this experiment's protocol", c.held)]
+            held += [(m.protocol.split(":")[0], m.held) for m in c.also]
             lines.append(
-                f"| this experiment's | {'yes' if c.held else 'no'} | {_cell(c.measured)} | "
-                f"{_cell(c.rule)} |"
+                "Held under "
+                + "; ".join(f"{who}: {'yes' if ok else 'no'}" for who, ok in held)
+                + "."
             )
-            lines += [
-                f"| {_cell(m.protocol)} | {'yes' if m.held else 'no'} | {_cell(m.measured)} | "
-                f"{_cell(m.rule)} |"
-                for m in c.also
-            ]
             lines += ["", c.discussion, ""]
     figures = [r["figures"][-1] for r in records.values()]
     if figures:

@@ -3,12 +3,15 @@ experiment's claims, which measurement, and the discussion of each (verdicts fix
 any run). :func:`attach` puts them on the registered experiments (full runs only, see
 :mod:`~jaxopt_lectures.experiments.lecture.protocols`).
 
-- ``landscape``, deeper networks have a rougher surface: Li et al. (2018), :mod:`.depth_sweep`;
+- ``landscape``, deeper networks have a rougher surface: Li et al. (2018),
+  :mod:`~jaxopt_lectures.experiments.lecture.depth_sweep`;
 - ``optimizers``, Adam and RMSprop beat SGD at a well-chosen rate: Wilson et al. (2017),
-  :mod:`.tuned_rates`;
+  :mod:`~jaxopt_lectures.experiments.lecture.tuned_rates`;
 - ``overfitting`` (dropout lowers the final gap) and ``dropout-map`` (dropout makes the network
-  better and more resilient to overfitting): Srivastava et al. (2014), :mod:`.dropout_protocol`;
-- ``batch-norm``, batch norm makes the loss smoother: Ghorbani et al. (2019), :mod:`.bn_spectrum`.
+  better and more resilient to overfitting): Srivastava et al. (2014),
+  :mod:`~jaxopt_lectures.experiments.lecture.dropout_protocol`;
+- ``batch-norm``, batch norm makes the loss smoother: Ghorbani et al. (2019),
+  :mod:`~jaxopt_lectures.experiments.lecture.bn_spectrum`.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ class PaperProtocol(Generic[B, P]):
     result, whose trained parameters it may probe) and returns a result with a ``timings`` field;
     ``figure`` draws it; ``measurements`` gives, per index of the experiment's claims, the
     :class:`Measurement` of that claim; ``discussions`` the :class:`Discussion` of each;
-    ``numbers`` what ``results.json`` keeps of it (under ``numbers["paper_protocol"]``).
+    ``numbers`` what ``results.json`` keeps of it (under ``numbers["paper_protocol"][name]``,
+    with the compile and run time of its programs under ``"timings"``).
     """
 
     name: str
@@ -146,7 +147,10 @@ def with_protocol(base: Experiment[Any], protocol: PaperProtocol[Any, Any]) -> E
         if result.paper is None:
             return own
         numbers = dict(own.numbers)
-        numbers["paper_protocol"] = {protocol.name: protocol.numbers(result.paper)}
+        timings = [list(t) for t in result.paper.timings]  # (what, compile s, run s)
+        numbers["paper_protocol"] = {
+            protocol.name: {**protocol.numbers(result.paper), "timings": timings}
+        }
         return own._replace(numbers=numbers)
 
     return replace(
