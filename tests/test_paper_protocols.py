@@ -275,12 +275,12 @@ def test_claims_with_a_second_measurement_survive_json_and_old_records_read() ->
 
 
 def test_report_shows_both_measurements_and_the_discussion() -> None:
-    failing = dataclasses.replace(_claim(False, True), discussion="The lecture: X. Verdict: Z.")
+    failing = dataclasses.replace(_claim(False, True), discussion="The lecture: X.\nVerdict: Z.")
     results = Results({"alpha": {"full": Slot(_record((failing, _claim(True, None))), None)}})
     text = render_markdown(results, {})
     assert "X holds [Paper (2000)]" in text
     assert "## Discussion: the claims that did not hold under a measurement" in text
-    assert "The lecture: X. Verdict: Z." in text
+    assert "- The lecture: X.\n- Verdict: Z." in text
     assert "1 of them were measured a second time" in text
     quiet = Results({"alpha": {"full": Slot(_record((_claim(True, True),)), None)}})
     assert "Discussion" not in render_markdown(quiet, {})
@@ -445,8 +445,8 @@ def test_full_run_records_both_measurements_and_discussions(
             if claim["held"] and second["held"]:
                 assert claim["discussion"] == ""
             else:
-                assert "Verdict: " in claim["discussion"]
-                assert claim["discussion"] in report
+                assert "\nVerdict: " in claim["discussion"]
+                assert all(f"- {line}" in report for line in claim["discussion"].split("\n"))
 
 
 def test_the_claims_page_is_generated_from_the_stored_full_run() -> None:
@@ -463,7 +463,7 @@ def test_the_claims_page_is_generated_from_the_stored_full_run() -> None:
     assert len(second) == 6  # the six claims measured under a paper's protocol
     for c in second:
         if not (c["held"] and c["also"][0]["held"]):
-            assert c["discussion"] in page
+            assert all(f"- {line}" in page for line in c["discussion"].split("\n"))
     for r in stored["experiments"].values():
         assert (claims_page.FIGURES / Path(r["figures"][-1]).name).exists()
 
@@ -474,3 +474,20 @@ def test_replace_section_appends_then_replaces() -> None:
     first = replace_section("# Page\n", f"{BEGIN}\nold\n{END}\n")
     assert first == f"# Page\n\n{BEGIN}\nold\n{END}\n"
     assert replace_section(first, f"{BEGIN}\nnew\n{END}\n") == f"# Page\n\n{BEGIN}\nnew\n{END}\n"
+
+
+def test_depth_sweep_direction_is_filter_normalized_per_layer_and_unit() -> None:
+    settings = dataclasses.replace(depth_sweep.FULL, depths=(2, 5), width=6)
+    params = depth_sweep.init(jax.random.key(0), 4, 3, settings)
+    d = jax.jit(depth_sweep._direction)(jax.random.key(1), params)
+    hidden, dh = np.asarray(params["hidden"]["w"]), np.asarray(d["hidden"]["w"])
+    for layer in range(hidden.shape[0]):  # each unit's incoming weights, layer by layer
+        np.testing.assert_allclose(
+            np.linalg.norm(dh[layer], axis=0), np.linalg.norm(hidden[layer], axis=0), rtol=1e-5
+        )
+    for end in ("first", "last"):
+        w, dw = np.asarray(params[end]["w"]), np.asarray(d[end]["w"])
+        np.testing.assert_allclose(np.linalg.norm(dw, axis=0), np.linalg.norm(w, axis=0), rtol=1e-5)
+        np.testing.assert_array_equal(d[end]["b"], 0.0)
+    np.testing.assert_array_equal(d["hidden"]["b"], 0.0)
+    assert not np.allclose(dh, hidden)

@@ -91,7 +91,7 @@ def render(stored: Mapping[str, Any]) -> str:
                 + "; ".join(f"{who}: {'yes' if ok else 'no'}" for who, ok in held)
                 + "."
             )
-            lines += ["", c.discussion, ""]
+            lines += ["", *(f"- {line}" for line in c.discussion.split("\n")), ""]
     figures = [r["figures"][-1] for r in records.values()]
     if figures:
         lines += ["### The papers' protocols, figures of that run", ""]

@@ -140,7 +140,8 @@ def _discussions(records: Sequence[tuple[str, str, RunRecord]]) -> list[Block]:
     for name, mode, r in records:
         for c in r.claims:
             if c.discussion and not c.all_held:
-                out += [Block("h3", f"{c.claim} ({name}, {mode} run)"), Block("p", c.discussion)]
+                lines = tuple((line,) for line in c.discussion.split("\n"))
+                out += [Block("h3", f"{c.claim} ({name}, {mode} run)"), Block("ul", rows=lines)]
     return out
 
 

@@ -132,13 +132,21 @@ def apply(params: Any, x: jax.Array, depth: jax.Array) -> jax.Array:
 
 
 def _direction(key: jax.Array, params: Any) -> Any:
-    """A filter-normalized direction, each stacked hidden layer normalized on its own."""
-    k1, k2 = jax.random.split(key)
-    ends = {"first": params["first"], "last": params["last"]}
-    out = dict(curvature.filter_normalized_direction(k1, ends))
-    keys = jax.random.split(k2, params["hidden"]["w"].shape[0])
-    out["hidden"] = jax.vmap(curvature.filter_normalized_direction)(keys, params["hidden"])
-    return out
+    """A filter-normalized direction (:func:`jaxopt_lectures.curvature.filter_normalized_direction`)
+    with every stacked hidden layer normalized on its own: the stack ``(layers, n_in, n_out)`` is
+    seen as one ``(n_in, layers * n_out)`` matrix, whose columns are the units' incoming weights;
+    biases get no direction."""
+    hidden = params["hidden"]["w"]
+    layers, n_in, n_out = hidden.shape
+    view = {
+        "first": params["first"],
+        "last": params["last"],
+        "hidden": hidden.transpose(1, 0, 2).reshape(n_in, layers * n_out),
+    }
+    d = curvature.filter_normalized_direction(key, view)
+    w = d["hidden"].reshape(n_in, layers, n_out).transpose(1, 0, 2)
+    bias = jnp.zeros_like(params["hidden"]["b"])
+    return {"first": d["first"], "last": d["last"], "hidden": {"w": w, "b": bias}}
 
 
 def nonconvexity(lam_min: np.ndarray, lam_max: np.ndarray) -> np.ndarray:
@@ -220,7 +228,8 @@ def _program(settings: DepthSweepSettings, arrays: tuple[jax.Array, ...]) -> Any
             *grid(first_seed, settings.loss_grid)
         )
 
-        def extremes(lane: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+        def extremes(lab: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+            lane, a, b = lab
             vals, _ = curvature.hessian_eigenvalues(
                 lambda p, batch: loss(p, batch, depths[lane]),
                 at(lane, a, b),
@@ -232,7 +241,9 @@ def _program(settings: DepthSweepSettings, arrays: tuple[jax.Array, ...]) -> Any
             )
             return vals
 
-        lam = jax.vmap(extremes)(*grid(jnp.arange(num_depths * num_seeds), settings.curvature_grid))
+        lam = jax.lax.map(
+            extremes, grid(jnp.arange(num_depths * num_seeds), settings.curvature_grid)
+        )
         logits = jax.vmap(lambda p, d: apply(p, xp, d))(params, depths)
         acc = jnp.mean(jnp.argmax(logits, -1) == yp, axis=-1)
         loss_at = jax.vmap(lambda z: cross_entropy(z, yp))(logits)

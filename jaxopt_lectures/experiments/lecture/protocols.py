@@ -57,29 +57,28 @@ def _verdict_word(held: bool) -> str:
 
 def discussion_text(claim: Claim, protocol: str, discussion: Discussion) -> str:
     """The discussion of ``claim`` (its first measurement and its ``also[0]``, made under
-    ``protocol``): empty when the claim held under both."""
+    ``protocol``), one point per line: what the lecture says, what each protocol measured, what
+    the literature found, the verdict. Empty when the claim held under both."""
+    lecture = f"The lecture: {discussion.lecture}"
+    own = (
+        f"This experiment's protocol (rule: {claim.rule}): {claim.measured}. The claim "
+        f"{_verdict_word(claim.held)}."
+    )
+    literature = f"The literature: {discussion.literature}"
     if not claim.also:
         if claim.held:
             return ""
-        return (
-            f"The lecture: {discussion.lecture} This run's protocol ({claim.rule}): "
-            f"{claim.measured}; the claim {_verdict_word(claim.held)}. The protocol of the paper "
-            f"behind the claim ({protocol}) runs in the full run only. The literature: "
-            f"{discussion.literature}"
-        )
+        later = f"The paper's protocol, {protocol}, runs in the full run only."
+        return "\n".join((lecture, own, later, literature))
     second = claim.also[0]
     if claim.held and second.held:
         return ""
-    verdict = discussion.verdicts[(claim.held, second.held)]
-    return (
-        f"The lecture: {discussion.lecture} "
-        f"Measured with this experiment's protocol ({claim.rule}): {claim.measured}; the claim "
-        f"{_verdict_word(claim.held)}. "
-        f"Measured with the paper's protocol, {second.protocol} ({second.rule}): "
-        f"{second.measured}; the claim {_verdict_word(second.held)}. "
-        f"The literature: {discussion.literature} "
-        f"Verdict: {verdict}"
+    paper = (
+        f"{second.protocol} (rule: {second.rule}): {second.measured}. The claim "
+        f"{_verdict_word(second.held)}."
     )
+    verdict = f"Verdict: {discussion.verdicts[(claim.held, second.held)]}"
+    return "\n".join((lecture, own, paper, literature, verdict))
 
 
 @dataclass(frozen=True)
