@@ -25,7 +25,7 @@ from typing import Any
 from jaxopt_lectures.experiments.record import Claim, Json, RunRecord
 from jaxopt_lectures.experiments.store import RESULTS, Results
 
-__all__ = ["BEGIN", "END", "extract", "main", "render", "replace_section"]
+__all__ = ["BEGIN", "END", "extract", "main", "protocol_figures", "render", "replace_section"]
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "lecture-claims.md"
@@ -62,6 +62,18 @@ def _provenance(records: Mapping[str, Any]) -> str:
     )
 
 
+def protocol_figures(stored: Mapping[str, Any]) -> list[str]:
+    """The figure of each paper's protocol in :func:`extract`'s data (each experiment's last
+    figure), one per protocol: the dropout protocol serves two experiments."""
+    figures, seen = [], set()
+    for r in stored["experiments"].values():
+        protocol = next(c["also"][0]["protocol"] for c in r["claims"] if c["also"])
+        if protocol not in seen:
+            seen.add(protocol)
+            figures.append(str(r["figures"][-1]))
+    return figures
+
+
 def render(stored: Mapping[str, Any]) -> str:
     """The page's generated section from :func:`extract`'s data."""
     records = stored["experiments"]
@@ -92,7 +104,7 @@ def render(stored: Mapping[str, Any]) -> str:
                 + "."
             )
             lines += ["", *(f"- {line}" for line in c.discussion.split("\n")), ""]
-    figures = [r["figures"][-1] for r in records.values()]
+    figures = protocol_figures(stored)
     if figures:
         lines += ["### The papers' protocols, figures of that run", ""]
         lines += [f"![{Path(f).stem}](figures/{Path(f).name})\n" for f in figures]
@@ -138,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: dict[str, Any] = extract(_records_of(args.results))
     STORED.parent.mkdir(parents=True, exist_ok=True)
     STORED.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
-    for r in run["experiments"].values():
-        f = str(r["figures"][-1])
+    for f in protocol_figures(run):
         shutil.copyfile(args.results / f, FIGURES / Path(f).name)
     PAGE.write_text(replace_section(page, render(run)), encoding="utf-8")
     return 0

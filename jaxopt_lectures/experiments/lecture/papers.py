@@ -61,14 +61,16 @@ LANDSCAPE: PaperProtocol[Any, Any] = PaperProtocol(
             "connections turn from smooth and nearly convex to chaotic as depth grows (ResNet-56 "
             "and -110 without shortcuts on CIFAR-10), in 2-D filter-normalized slices, with "
             "large |lambda_min / lambda_max| over the slices of the deep networks; skip "
-            "connections and width kept the surfaces smooth, and 1-D slices of trained networks "
-            "looked like smooth valleys at every depth.",
+            "connections and width kept the surfaces smooth. They note that non-convexity is hard "
+            "to see in 1-D plots.",
             verdicts={
                 (False, True): "the lecture is right under the paper's conditions (tens of "
                 "layers without skip connections, curvature over a 2-D slice): the negative "
-                "curvature on the slice grows with depth. The experiment's own instrument, 1-D "
-                "roughness of a 10-layer network at |alpha| <= 1, cannot show it: its curves are "
-                "single valleys at every depth, as Li et al.'s 1-D slices were.",
+                "curvature on the slice grows with depth (the deepest networks also end at a "
+                "higher training loss in the same steps, as deep networks without skip "
+                "connections train worse). The experiment's own instrument, the 1-D roughness of "
+                "a 10-layer network at |alpha| <= 1, cannot show it: its curves are single "
+                "valleys at every depth.",
                 (False, False): "neither instrument finds a rougher surface with depth on this "
                 "data: the claim is not supported here. The effect Li et al. report appears in "
                 "deeper convolutional networks on harder data than the digits.",
