@@ -64,14 +64,15 @@ def _provenance(records: Mapping[str, Any]) -> str:
 
 def protocol_figures(stored: Mapping[str, Any]) -> list[str]:
     """The figure of each paper's protocol in :func:`extract`'s data (each experiment's last
-    figure), one per protocol: the dropout protocol serves two experiments."""
+    figure), one per protocol: the last experiment's where a protocol serves two (the dropout
+    protocol's)."""
     figures, seen = [], set()
-    for r in stored["experiments"].values():
+    for r in reversed(list(stored["experiments"].values())):
         protocol = next(c["also"][0]["protocol"] for c in r["claims"] if c["also"])
         if protocol not in seen:
             seen.add(protocol)
             figures.append(str(r["figures"][-1]))
-    return figures
+    return figures[::-1]
 
 
 def render(stored: Mapping[str, Any]) -> str:
