@@ -104,11 +104,12 @@ def max_norm(params: Any, radius: float) -> Any:
     ``w``; not the output layer) onto the ball of ``radius``; biases unchanged.
 
     Example:
-      >>> import jax.numpy as jnp
+      >>> import jax.numpy as jnp, numpy as np
       >>> from jaxopt_lectures.experiments.lecture.dropout_protocol import max_norm
       >>> hidden = {"w": jnp.array([[3.0, 0.1], [4.0, 0.0]]), "b": jnp.ones(2)}
       >>> p = [hidden, {"w": jnp.ones((2, 1)), "b": jnp.zeros(1)}]
-      >>> [jnp.linalg.norm(p2["w"], axis=0).round(3).tolist() for p2 in max_norm(p, 2.0)]
+      >>> [np.linalg.norm(np.asarray(q["w"], np.float64), axis=0).round(3).tolist()
+      ...  for q in max_norm(p, 2.0)]
       [[2.0, 0.1], [1.414]]
     """
     out = []

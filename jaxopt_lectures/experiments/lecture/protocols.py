@@ -34,8 +34,8 @@ __all__ = [
     "with_protocol",
 ]
 
-B = TypeVar("B")  # the experiment's own result
-P = TypeVar("P")  # the protocol's result
+R = TypeVar("R")  # the experiment's own result
+T = TypeVar("T")  # the protocol's result
 
 
 class Discussion(NamedTuple):
@@ -82,24 +82,25 @@ def discussion_text(claim: Claim, protocol: str, discussion: Discussion) -> str:
 
 
 @dataclass(frozen=True)
-class PaperProtocol(Generic[B, P]):
+class PaperProtocol(Generic[R, T]):
     """The measurement of a paper's protocol attached to an experiment.
 
     ``compute(config, seed, base)`` runs it (full runs only; ``base`` is the experiment's own
     result, whose trained parameters it may probe) and returns a result with a ``timings`` field;
     ``figure`` draws it; ``measurements`` gives, per index of the experiment's claims, the
-    :class:`Measurement` of that claim; ``discussions`` the :class:`Discussion` of each;
+    :class:`~jaxopt_lectures.experiments.record.Measurement` of that claim; ``discussions``
+    the :class:`Discussion` of each;
     ``numbers`` what ``results.json`` keeps of it (under ``numbers["paper_protocol"][name]``,
     with the compile and run time of its programs under ``"timings"``).
     """
 
     name: str
     description: str
-    compute: Callable[[Config, int, Any], P]
-    figure: Callable[[P], Figure]
-    measurements: Callable[[P], Mapping[int, Measurement]]
+    compute: Callable[[Config, int, Any], T]
+    figure: Callable[[T], Figure]
+    measurements: Callable[[T], Mapping[int, Measurement]]
     discussions: Mapping[int, Discussion]
-    numbers: Callable[[P], Mapping[str, Numbers]]
+    numbers: Callable[[T], Mapping[str, Numbers]]
 
 
 class WithProtocol(NamedTuple):
