@@ -19,11 +19,22 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-__all__ = ["MODES", "Claim", "Json", "Mode", "RunKey", "RunRecord", "jsonable"]
+__all__ = ["MODES", "Claim", "Json", "Measurement", "Mode", "RunKey", "RunRecord", "jsonable"]
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
 Mode = Literal["full", "quick"]
 MODES: tuple[Mode, ...] = ("full", "quick")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A second measurement of a claim, under another ``protocol`` (the setup of the paper behind
+    the claim, for instance): its verdict ``held`` by its own ``rule``, and what it ``measured``."""
+
+    protocol: str
+    held: bool
+    measured: str
+    rule: str
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,35 @@ class Claim:
 
     ``held`` is computed from the measured numbers by a rule stated in ``rule``; ``measured`` says
     what was seen, in words and numbers. A claim that does not hold is reported as such.
+    ``also`` holds measurements of the same claim under other protocols (``held`` stays the
+    verdict of the first), and ``discussion`` what a reader should make of them together: what
+    the lecture says, what each protocol measured, what the literature found, the verdict.
     """
 
     claim: str
     held: bool
     measured: str
     rule: str
+    also: tuple[Measurement, ...] = ()
+    discussion: str = ""
+
+    @property
+    def all_held(self) -> bool:
+        """Whether the claim held under every one of its measurements."""
+        return self.held and all(m.held for m in self.also)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Claim:
+        """The claim that ``dataclasses.asdict`` wrote (records without ``also`` or
+        ``discussion`` read as having none)."""
+        return cls(
+            claim=str(data["claim"]),
+            held=bool(data["held"]),
+            measured=str(data["measured"]),
+            rule=str(data["rule"]),
+            also=tuple(Measurement(**m) for m in data.get("also", ())),
+            discussion=str(data.get("discussion", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,7 +170,7 @@ class RunRecord:
             compile_time_s=_seconds(data, "compile_time_s", default=0.0),
             figures=tuple(_list_of(data, "figures", _is_str)),
             headlines=tuple((k, v) for k, v in _list_of(data, "headlines", _is_headline)),
-            claims=tuple(Claim(**c) for c in _list_of(data, "claims", _is_claim)),
+            claims=tuple(Claim.from_json(c) for c in _list_of(data, "claims", _is_claim)),
             settings=_field(data, "settings", dict, default={}),
             numbers=_field(data, "numbers", dict, default={}),
             environment=_field(data, "environment", dict, default={}),
@@ -189,7 +223,25 @@ def _is_headline(item: Any) -> bool:
 
 
 def _is_claim(item: Any) -> bool:
-    names = {f.name for f in dataclasses.fields(Claim)}
+    """A claim as ``dataclasses.asdict`` writes it; ``also`` and ``discussion`` may be absent
+    (records written before claims had them)."""
+    required: dict[str, type | tuple[type, ...]] = {
+        "claim": str,
+        "held": bool,
+        "measured": str,
+        "rule": str,
+    }
+    optional: dict[str, type | tuple[type, ...]] = {"also": (list, tuple), "discussion": str}
+    return (
+        isinstance(item, dict)
+        and set(required) <= set(item) <= set(required) | set(optional)
+        and all(isinstance(item[k], t) for k, t in (required | optional).items() if k in item)
+        and all(_is_measurement(m) for m in item.get("also", ()))
+    )
+
+
+def _is_measurement(item: Any) -> bool:
+    names = {f.name for f in dataclasses.fields(Measurement)}
     return (
         isinstance(item, dict)
         and set(item) == names

@@ -21,6 +21,7 @@ from jaxopt_lectures.experiments.lecture import (
     normalization,
     optimizers,
     overfitting,
+    papers,
     race,
     sgd_decay,
 )
@@ -47,3 +48,5 @@ EXPERIMENTS: dict[str, Experiment[Any]] = {
         batch_norm_smoothness.EXPERIMENT,  # Normalizing in between layers
     )
 }
+# The claims that papers measured otherwise get the paper's protocol too (in full runs only).
+EXPERIMENTS = papers.attach(EXPERIMENTS)

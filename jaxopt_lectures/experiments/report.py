@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from jaxopt_lectures._app_common import PLAYGROUND_FILE, usable_cores
-from jaxopt_lectures.experiments.record import MODES, Json, RunRecord
+from jaxopt_lectures.experiments.record import MODES, Claim, Json, RunRecord
 from jaxopt_lectures.experiments.store import Results, write_atomic
 
 __all__ = [
@@ -123,6 +123,26 @@ def _yes(held: bool) -> str:
     return "yes" if held else "no"
 
 
+def _measurements(c: Claim) -> Iterator[tuple[str, bool, str, str]]:
+    """(claim, held, measured, rule) of the claim's own measurement, then of each measurement
+    under another protocol (the claim named with the protocol's source)."""
+    yield c.claim, c.held, c.measured, c.rule
+    for m in c.also:
+        yield f"{c.claim} [{m.protocol.split(':')[0]}]", m.held, m.measured, m.rule
+
+
+def _discussions(records: Sequence[tuple[str, str, RunRecord]]) -> list[Block]:
+    """A heading and a paragraph per claim that did not hold under one of its measurements and
+    carries a discussion."""
+    out = []
+    for name, mode, r in records:
+        for c in r.claims:
+            if c.discussion and not c.all_held:
+                lines = tuple((line,) for line in c.discussion.split("\n"))
+                out += [Block("h3", f"{c.claim} ({name}, {mode} run)"), Block("ul", rows=lines)]
+    return out
+
+
 def _records(results: Results, order: Order) -> Iterator[tuple[str, str, RunRecord]]:
     """(experiment, mode, last good record) in the registry's order, full before quick."""
     for name in [*order, *sorted(set(results.experiments) - set(order))]:
@@ -201,7 +221,11 @@ def _experiment(name: str, results: Results, order: Order) -> list[Block]:
         blocks.append(
             _table(
                 ("claim", "held?", "measured", "rule"),
-                [(c.claim, _yes(c.held), c.measured, c.rule) for c in r.claims],
+                [
+                    (claim, _yes(held), measured, rule)
+                    for c in r.claims
+                    for claim, held, measured, rule in _measurements(c)
+                ],
             )
         )
         settings = ", ".join(f"{k}: {v}" for k, v in r.settings.items())
@@ -216,6 +240,7 @@ def document(results: Results, order: Order, playground: str | None = None) -> l
     records = list(_records(results, order))
     held = sum(c.held for *_, r in records for c in r.claims)
     total = sum(len(r.claims) for *_, r in records)
+    second = [m.held for *_, r in records for c in r.claims for m in c.also]
     failures = [
         (name, mode, s.failure)
         for name in [*order, *sorted(set(results.experiments) - set(order))]
@@ -233,15 +258,38 @@ def document(results: Results, order: Order, playground: str | None = None) -> l
             "p",
             f"{held} of {total} claims held in the last good runs. A claim that "
             "did not hold is shown as measured: the rule that decides it is "
-            "stated with each experiment below.",
+            "stated with each experiment below."
+            + (
+                f" {len(second)} of them were measured a second time, under the protocol of "
+                f"the paper behind the claim (named in brackets); {sum(second)} held there."
+                if second
+                else ""
+            ),
         )
     )
     blocks.append(
         _table(
             ("experiment", "mode", "claim", "held?", "measured"),
-            [(n, m, c.claim, _yes(c.held), c.measured) for n, m, r in records for c in r.claims],
+            [
+                (n, m, claim, _yes(held), measured)
+                for n, m, r in records
+                for c in r.claims
+                for claim, held, measured, _ in _measurements(c)
+            ],
         )
     )
+    discussions = _discussions(records)
+    if discussions:
+        blocks.append(Block("h2", "Discussion: the claims that did not hold under a measurement"))
+        blocks.append(
+            Block(
+                "p",
+                "Each claim below failed under at least one of its measurements: what the "
+                "lecture says, what each protocol measured, what the literature found, and the "
+                "verdict. The verdicts were fixed in the code before the run.",
+            )
+        )
+        blocks += discussions
     if failures:
         blocks.append(Block("h2", "Failed runs (the last good result of each is kept)"))
         blocks.append(

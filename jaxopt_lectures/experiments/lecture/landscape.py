@@ -56,8 +56,13 @@ __all__ = [
 HIMMELBLAU_MINIMA = np.array(problems.HIMMELBLAU_MINIMA)
 """Himmelblau's four minima (:data:`jaxopt_lectures.problems.HIMMELBLAU_MINIMA`), one per row."""
 
-himmelblau = problems.himmelblau().loss
-"""Himmelblau's function of ``theta`` (:func:`jaxopt_lectures.problems.himmelblau`)."""
+_HIMMELBLAU = problems.himmelblau()
+
+
+def himmelblau(theta: jax.Array) -> jax.Array:
+    """Himmelblau's function of ``theta`` (the loss of :func:`jaxopt_lectures.problems.himmelblau`),
+    four minima of value 0 (:data:`HIMMELBLAU_MINIMA`)."""
+    return _HIMMELBLAU.loss(theta)
 
 
 def roughness(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
