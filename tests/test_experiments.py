@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import chex
+import jax
 import numpy as np
 import pytest
 from conftest import needs
@@ -395,17 +396,32 @@ def test_the_runner_sets_the_compile_policy_from_quick_for_the_compute_only() ->
 
 
 def test_early_stopping_keeps_the_best_validation_parameters(blobs: Any) -> None:
+    """The test numbers are those of the best-validation parameters (and of the last ones),
+    measured again here on the kept checkpoints, outside the training program."""
+    model = engine.MLP((64, 64))
     (h,) = engine.train(
-        [engine.TrainRun(jl.adam, (0.05,), engine.MLP((64, 64)))],
+        [engine.TrainRun(jl.adam, (0.05,), model)],
         blobs,
         epochs=30,
         seeds=(0,),
         batch_size=16,
+        checkpoint_every=1,
     )
     best = int(h.best_index[0, 0])
     assert best == int(np.argmin(h.val_loss[0, 0]))
     assert h.val_loss[0, 0, best] <= h.val_loss[0, 0, -1]
     assert h.steps[best] == best * h.steps_per_epoch
+    params, bn_state = h.checkpoints
+    for index, loss, acc in (
+        (best, h.test_loss, h.test_acc),
+        (-1, h.final_test_loss, h.final_test_acc),
+    ):
+        p, b = (jax.tree.map(lambda a, i=index: a[0, 0, i], t) for t in (params, bn_state))
+        logits = np.asarray(model.apply(p, b, blobs.x_test, training=False)[0], np.float64)
+        log_z = np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1))
+        nll = log_z + logits.max(-1) - logits[np.arange(len(logits)), blobs.y_test]
+        np.testing.assert_allclose(loss[0, 0], nll.mean(), rtol=1e-5, atol=1e-6)
+        assert acc[0, 0] == pytest.approx(np.mean(logits.argmax(-1) == blobs.y_test))
 
 
 def test_data_split_and_standardization() -> None:

@@ -149,11 +149,10 @@ def compute(config: Config, seed: int) -> DropoutMapResult:
     )
     seed_values = rng.integers(0, 2**24, settings.num_seeds)  # exact in float32
     hyper = np.array([(r, n, seed_values[s]) for r, n, s in lanes], np.float32)
-    arrays = (
-        jnp.asarray(data.x_train[:n_max]),
-        jnp.asarray(data.y_train[:n_max]),
-        jnp.asarray(data.x_val),
-        jnp.asarray(data.y_val),
+    # device_put: jnp.asarray would compile a small program per array to copy it over.
+    arrays = tuple(
+        jax.device_put(a)
+        for a in (data.x_train[:n_max], data.y_train[:n_max], data.x_val, data.y_val)
     )
 
     def one(h: jax.Array, batches: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -162,8 +161,8 @@ def compute(config: Config, seed: int) -> DropoutMapResult:
     out = timed(
         "dropout map",
         jax.jit(jax.vmap(one)),
-        jnp.asarray(hyper),
-        jnp.asarray(idx),
+        jax.device_put(hyper),
+        jax.device_put(idx),
         timer=timer,
         short=True,
     )
