@@ -367,6 +367,29 @@ def _lanczos(
     return Q, _tridiagonal(alphas, betas)
 
 
+def _rotate_rows(Q: jax.Array, Y: jax.Array) -> jax.Array:
+    """``Q`` with its first ``l`` rows replaced by ``Y^T Q`` and the rest by zeros, in place:
+    block of columns by block of columns (about m blocks), so that the scratch memory is one
+    block, about one parameter vector, rather than the l new rows at once."""
+    m, d = Q.shape
+    l = Y.shape[1]  # noqa: E741
+    width = max(1, -(-d // m))
+    count, rest = divmod(d, width)
+
+    def rotate(block: jax.Array) -> jax.Array:
+        return jnp.zeros_like(block).at[:l].set(Y.T @ block)
+
+    def body(i: jax.Array, Q: jax.Array) -> jax.Array:
+        start = i * width
+        block = lax.dynamic_slice_in_dim(Q, start, width, axis=1)
+        return lax.dynamic_update_slice_in_dim(Q, rotate(block), start, axis=1)
+
+    Q = lax.fori_loop(0, count, body, Q)
+    if rest:
+        Q = Q.at[:, count * width :].set(rotate(Q[:, count * width :]))
+    return Q
+
+
 def _thick_restart_lanczos(
     matvec: Callable[[jax.Array], jax.Array],
     v0: jax.Array,
@@ -425,8 +448,7 @@ def _thick_restart_lanczos(
         Q, alphas, betas, _, q, restarts = state
         theta, S, _ = ritz(state)
         Y = S[:, wanted]  # (m, l)
-        kept = Y.T @ Q  # (l, d): the wanted Ritz vectors
-        Q = jnp.zeros_like(Q).at[:l].set(kept)
+        Q = _rotate_rows(Q, Y)  # rows: the l wanted Ritz vectors, then zeros
         alphas = zeros.at[:l].set(theta[wanted])
         arrow = zeros.at[:l].set(betas[m - 1] * Y[m - 1])
         Q, alphas, betas, q = _extend(
@@ -482,12 +504,12 @@ def hessian_eigenvalues(
         \lVert H u_i - \theta_i u_i \rVert = |\beta_m s_{m,i}|
         \le \mathrm{tol} \cdot \max_j |\theta_j|
 
-    or ``max_restarts`` restarts have run. The memory is the m basis vectors plus r for the
-    restart and a few d-sized buffers, whatever the number of restarts; each restart costs
-    m - r Hessian-vector products. Where the first m steps converge, the result is that of
-    plain Lanczos to the last bit. A Ritz value with residual :math:`\rho` is within
-    :math:`\rho` of an eigenvalue, and within :math:`\rho^2 / \mathrm{gap}` once it is
-    separated from the rest of the spectrum by gap.
+    or ``max_restarts`` restarts have run. The memory is the m basis vectors (r Ritz vectors and
+    m - r working vectors) plus a few d-sized buffers, whatever the number of restarts (the
+    restart rotates the basis in place); each restart costs m - r Hessian-vector products.
+    Where the first m steps converge, the result is that of plain Lanczos to the last bit. A
+    Ritz value with residual :math:`\rho` is within :math:`\rho` of an eigenvalue, and within
+    :math:`\rho^2 / \mathrm{gap}` once it is separated from the rest of the spectrum by gap.
 
     Li et al.'s (2018) non-convexity ratio :math:`|\lambda_{min} / \lambda_{max}|` is
     ``abs(eigenvalues[-1] / eigenvalues[0])`` for ``which="both"``; Cohen et al.'s "edge of

@@ -228,7 +228,8 @@ def test_lanczos_memory_grows_with_k_not_with_the_number_of_restarts() -> None:
 
     small, small_long, large = temp(2, 1), temp(2, 1000), temp(10, 1)
     assert abs(small_long - small) < vector // 2, (small, small_long)
-    assert large - small >= 8 * vector * 0.9, (small, large)  # 8 more eigenvectors kept
+    # 8 more eigenvectors kept, and nothing else grows with k (the restart rotates in place).
+    assert 7.5 * vector <= large - small <= 8.5 * vector, (small, large)
     for k, size in ((2, small), (10, large)):
         assert size <= (k + p + 8) * vector, (k, size / vector)
 
