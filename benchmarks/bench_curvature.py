@@ -16,7 +16,9 @@ cross-entropy):
 3. Memory: XLA's compiled memory analysis of each program (``temp`` = its scratch buffers, without
    the parameters and the batch it is given), in units of one parameter vector (4 bytes x d).
    Lanczos keeps its m basis vectors: the expected count is about m plus a constant (matfree's
-   version keeps them as columns and returns a transposed copy: about 2 m).
+   version keeps them as columns and returns a transposed copy: about 2 m). Thick restarts keep
+   it there: a basis of k + 10 vectors needs the same memory for 1 or 100 restarts, and 9 more
+   vectors for k = 10 than for k = 1.
 
 Each timing is one jitted call after a warm-up call that compiles it; the calls are interleaved
 (gradient, hvp, lanczos, ...) and the median and the min-max spread over the repeats are
@@ -102,7 +104,7 @@ def bench_model(sizes: tuple[int, ...], repeats: int, iterations: int) -> dict[s
 
     def lanczos(p: Any, b: Any) -> Any:
         return jl.curvature.hessian_eigenvalues(
-            loss, p, b, k=1, key=key, num_iterations=iterations
+            loss, p, b, k=1, key=key, num_iterations=iterations, max_restarts=0
         )[0]
 
     def lanczos_matfree(p: Any, b: Any) -> Any:  # the peer: matfree's tridiagonalization
@@ -145,7 +147,16 @@ def bench_model(sizes: tuple[int, ...], repeats: int, iterations: int) -> dict[s
     for m in (10, 40):
         memory[f"lanczos ({m} it.)"] = temp_bytes(
             lambda p, b, m=m: jl.curvature.hessian_eigenvalues(
-                loss, p, b, k=1, key=key, num_iterations=m
+                loss, p, b, k=1, key=key, num_iterations=m, max_restarts=0
+            )[0],
+            params,
+            batch,
+        )
+    # Thick restarts: a basis of k + 10 vectors, whatever the number of restarts.
+    for k, restarts in ((1, 1), (1, 100), (10, 1), (10, 100)):
+        memory[f"lanczos, k={k}, basis {k + 10}, {restarts} restarts"] = temp_bytes(
+            lambda p, b, k=k, r=restarts: jl.curvature.hessian_eigenvalues(
+                loss, p, b, k=k, key=key, num_iterations=k + 10, max_restarts=r
             )[0],
             params,
             batch,

@@ -283,6 +283,58 @@ def _flat_operator(objective: Callable[[Any], jax.Array], params: Any) -> tuple[
     return flat, unravel, matvec
 
 
+def _orthogonalize(Q: jax.Array, w: jax.Array) -> jax.Array:
+    """``(I - Q^T Q)^2 w``: rows of Q not yet written are zero and contribute nothing."""
+    w = w - (Q @ w) @ Q
+    return w - (Q @ w) @ Q
+
+
+def _extend(
+    matvec: Callable[[jax.Array], jax.Array],
+    start: jax.Array | int,
+    carry: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    r"""Lanczos steps ``start, ..., m - 1`` with full reorthogonalization.
+
+    ``carry = (Q, alphas, betas, q)``: the ``(m, d)`` basis (rows from ``start`` on are zero),
+    the diagonal and off-diagonal of T so far and the next unit vector q. Step j writes
+    :math:`q_j = q`, :math:`\alpha_j = q_j^\top H q_j` and :math:`\beta_j = \lVert w \rVert`
+    for :math:`w = (I - Q Q^\top)^2 H q_j`, and hands on :math:`w / \beta_j`; after step
+    m - 1 that is the residual direction and ``betas[m - 1]`` its norm.
+    """
+    Q = carry[0]
+    m, d = Q.shape
+    dtype = Q.dtype
+    tiny = jnp.finfo(dtype).eps * 10
+
+    def step(j: jax.Array, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+        Q, alphas, betas, q = carry
+        Q = lax.dynamic_update_slice(Q, q[None, :], (j, jnp.zeros((), j.dtype)))
+        Hq = matvec(q)
+        alpha = jnp.vdot(q, Hq)
+        w = _orthogonalize(Q, Hq)
+        beta = jnp.linalg.norm(w)
+        scale = jnp.maximum(jnp.max(jnp.abs(alphas)), jnp.abs(alpha))
+        exhausted = beta <= tiny * jnp.maximum(scale, jnp.finfo(dtype).tiny)
+
+        def fresh(_: None) -> jax.Array:
+            r = _orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (d,), dtype))
+            return r / jnp.linalg.norm(r)
+
+        q = lax.cond(exhausted, fresh, lambda _: w / jnp.where(beta > 0, beta, 1), None)
+        alphas = alphas.at[j].set(alpha)
+        betas = betas.at[j].set(jnp.where(exhausted, 0, beta))
+        return Q, alphas, betas, q
+
+    return lax.fori_loop(start, m, step, carry)
+
+
+def _tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
+    off = betas[:-1]
+    return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
+
+
 def _lanczos(
     matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, m: int, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -309,38 +361,108 @@ def _lanczos(
     (``benchmarks/bench_curvature.py``).
     """
     d = v0.shape[0]
+    zeros = jnp.zeros((m,), v0.dtype)
+    q0 = v0 / jnp.linalg.norm(v0)
+    Q, alphas, betas, _ = _extend(matvec, 0, (jnp.zeros((m, d), v0.dtype), zeros, zeros, q0), key)
+    return Q, _tridiagonal(alphas, betas)
+
+
+def _rotate_rows(Q: jax.Array, Y: jax.Array) -> jax.Array:
+    """``Q`` with its first ``l`` rows replaced by ``Y^T Q`` and the rest by zeros, in place:
+    block of columns by block of columns (about m blocks), so that the scratch memory is one
+    block, about one parameter vector, rather than the l new rows at once."""
+    m, d = Q.shape
+    l = Y.shape[1]  # noqa: E741
+    width = max(1, -(-d // m))
+    count, rest = divmod(d, width)
+
+    def rotate(block: jax.Array) -> jax.Array:
+        return jnp.zeros_like(block).at[:l].set(Y.T @ block)
+
+    def body(i: jax.Array, Q: jax.Array) -> jax.Array:
+        start = i * width
+        block = lax.dynamic_slice_in_dim(Q, start, width, axis=1)
+        return lax.dynamic_update_slice_in_dim(Q, rotate(block), start, axis=1)
+
+    Q = lax.fori_loop(0, count, body, Q)
+    if rest:
+        Q = Q.at[:, count * width :].set(rotate(Q[:, count * width :]))
+    return Q
+
+
+def _thick_restart_lanczos(
+    matvec: Callable[[jax.Array], jax.Array],
+    v0: jax.Array,
+    m: int,
+    wanted: np.ndarray,
+    key: jax.Array,
+    tol: float,
+    max_restarts: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    r"""Thick-restart Lanczos (Wu and Simon 2000) in a basis of at most ``m`` vectors.
+
+    ``wanted`` holds the positions, in the ascending order of the Ritz values, of the l Ritz
+    pairs to converge and keep (l < m unless ``max_restarts`` is 0). A cycle runs Lanczos until
+    the basis holds m vectors, :math:`H Q_m^\top = Q_m^\top T_m + \beta_m q_{m+1} e_m^\top`;
+    the Ritz pair :math:`(\theta_i, Q_m^\top s_i)` has residual norm
+    :math:`\lVert H u_i - \theta_i u_i \rVert = |\beta_m s_{m,i}|`. While a wanted residual
+    exceeds ``tol`` times the largest :math:`|\theta|` and restarts are left, the basis is
+    replaced by the l wanted Ritz vectors and :math:`q_{m+1}`,
+
+    .. math::
+        T \leftarrow \begin{pmatrix} \mathrm{diag}(\theta_{\text{wanted}}) & b \\
+        b^\top & \alpha_{l+1} \end{pmatrix}, \qquad b_i = \beta_m s_{m,i},
+
+    and m - l fresh Lanczos vectors, reorthogonalized against the whole basis, extend it again:
+    T stays tridiagonal apart from the arrow b. The basis never exceeds m vectors, so memory
+    does not grow with the number of restarts. The first cycle is plain Lanczos
+    (:func:`_lanczos`): where it converges, the result is the same to the last bit.
+
+    Returns ``(Q, theta, S, restarts)``: the last basis, the Ritz values (ascending) and
+    vectors of its T, and how many restarts ran.
+    """
+    d = v0.shape[0]
     dtype = v0.dtype
-    tiny = jnp.finfo(dtype).eps * 10
+    l = wanted.shape[0]  # noqa: E741 (Wu and Simon's symbol)
+    zeros = jnp.zeros((m,), dtype)
 
-    def orthogonalize(Q: jax.Array, w: jax.Array) -> jax.Array:
-        w = w - (Q @ w) @ Q  # rows not yet written are zero and contribute nothing
-        return w - (Q @ w) @ Q
+    def project(alphas: jax.Array, betas: jax.Array, arrow: jax.Array) -> jax.Array:
+        if l >= m:  # no room to restart: plain Lanczos, no arrow
+            return _tridiagonal(alphas, betas)
+        bordered = jnp.zeros((m, m), dtype).at[:, l].set(arrow).at[l, :].add(arrow)
+        return _tridiagonal(alphas, betas) + bordered
 
-    def step(j: jax.Array, carry: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        Q, alphas, betas, q = carry
-        Q = lax.dynamic_update_slice(Q, q[None, :], (j, jnp.zeros((), j.dtype)))
-        Hq = matvec(q)
-        alpha = jnp.vdot(q, Hq)
-        w = orthogonalize(Q, Hq)
-        beta = jnp.linalg.norm(w)
-        scale = jnp.maximum(jnp.max(jnp.abs(alphas)), jnp.abs(alpha))
-        exhausted = beta <= tiny * jnp.maximum(scale, jnp.finfo(dtype).tiny)
+    State = tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
 
-        def fresh(_: None) -> jax.Array:
-            r = orthogonalize(Q, jax.random.normal(jax.random.fold_in(key, j), (d,), dtype))
-            return r / jnp.linalg.norm(r)
+    def ritz(state: State) -> tuple[jax.Array, jax.Array, jax.Array]:
+        _, alphas, betas, arrow, _, _ = state
+        theta, S = jnp.linalg.eigh(project(alphas, betas, arrow))
+        residual = jnp.abs(betas[m - 1] * S[m - 1, wanted])
+        done = jnp.all(residual <= tol * jnp.max(jnp.abs(theta)))
+        return theta, S, done
 
-        q = lax.cond(exhausted, fresh, lambda _: w / jnp.where(beta > 0, beta, 1), None)
-        alphas = alphas.at[j].set(alpha)
-        betas = betas.at[j].set(jnp.where(exhausted, 0, beta))
-        return Q, alphas, betas, q
+    def cond(state: State) -> jax.Array:
+        return (state[-1] < max_restarts) & ~ritz(state)[2]
+
+    def restart(state: State) -> State:
+        Q, alphas, betas, _, q, restarts = state
+        theta, S, _ = ritz(state)
+        Y = S[:, wanted]  # (m, l)
+        Q = _rotate_rows(Q, Y)  # rows: the l wanted Ritz vectors, then zeros
+        alphas = zeros.at[:l].set(theta[wanted])
+        arrow = zeros.at[:l].set(betas[m - 1] * Y[m - 1])
+        Q, alphas, betas, q = _extend(
+            matvec, l, (Q, alphas, zeros, q), jax.random.fold_in(key, restarts + 1)
+        )
+        return Q, alphas, betas, arrow, q, restarts + 1
 
     q0 = v0 / jnp.linalg.norm(v0)
-    zeros = jnp.zeros((m,), dtype)
-    Q, alphas, betas, _ = lax.fori_loop(0, m, step, (jnp.zeros((m, d), dtype), zeros, zeros, q0))
-    off = betas[: m - 1]
-    T = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    return Q, T
+    Q, alphas, betas, q = _extend(matvec, 0, (jnp.zeros((m, d), dtype), zeros, zeros, q0), key)
+    state: State = (Q, alphas, betas, zeros, q, jnp.zeros((), jnp.int32))
+    if max_restarts > 0 and l < m:
+        state = lax.while_loop(cond, restart, state)
+    theta, S, _ = ritz(state)
+    return state[0], theta, S, state[-1]
 
 
 def hessian_eigenvalues(
@@ -352,6 +474,8 @@ def hessian_eigenvalues(
     which: str = "largest",
     key: jax.Array,
     num_iterations: int | None = None,
+    tol: float | None = None,
+    max_restarts: int = 10,
     batches: Iterable[Any] | None = None,
 ) -> tuple[jax.Array, Any]:
     r"""The Hessian's ``k`` largest and/or smallest eigenvalues and their eigenvectors (Lanczos).
@@ -370,6 +494,23 @@ def hessian_eigenvalues(
     reorthogonalized against all earlier ones (full reorthogonalization), which keeps ghost copies
     of converged eigenvalues out at the price of keeping the m basis vectors.
 
+    The basis never grows beyond m = ``num_iterations`` vectors: where the wanted Ritz pairs have
+    not converged after m steps, Lanczos restarts thick (Wu and Simon 2000): it keeps the r wanted
+    Ritz vectors (r = k, or 2 k for ``"both"``: both ends are kept), adds the residual direction
+    and extends the basis by m - r fresh, fully reorthogonalized vectors, until every wanted Ritz
+    pair has residual
+
+    .. math::
+        \lVert H u_i - \theta_i u_i \rVert = |\beta_m s_{m,i}|
+        \le \mathrm{tol} \cdot \max_j |\theta_j|
+
+    or ``max_restarts`` restarts have run. The memory is the m basis vectors (r Ritz vectors and
+    m - r working vectors) plus a few d-sized buffers, whatever the number of restarts (the
+    restart rotates the basis in place); each restart costs m - r Hessian-vector products.
+    Where the first m steps converge, the result is that of plain Lanczos to the last bit. A
+    Ritz value with residual :math:`\rho` is within :math:`\rho` of an eigenvalue, and within
+    :math:`\rho^2 / \mathrm{gap}` once it is separated from the rest of the spectrum by gap.
+
     Li et al.'s (2018) non-convexity ratio :math:`|\lambda_{min} / \lambda_{max}|` is
     ``abs(eigenvalues[-1] / eigenvalues[0])`` for ``which="both"``; Cohen et al.'s "edge of
     stability" compares :math:`\lambda_{max}` with :math:`2/\eta`.
@@ -384,11 +525,19 @@ def hessian_eigenvalues(
         negative first in the lecture's saddle-point pictures) or ``"both"`` (the k largest then
         the k smallest).
       key: a PRNG key for Lanczos' random start vector.
-      num_iterations: m, the number of Hessian-vector products (and of d-sized basis vectors kept
-        in memory), in [number of eigenvalues returned, d]. Default: ``min(d, max(30, 4 r))``
-        with r the number of eigenvalues returned (k, or 2 k for ``"both"``). The extreme
-        eigenvalues' error falls geometrically with m; increase it where eigenvalues cluster,
-        ``m = d`` is exact up to rounding.
+      num_iterations: m, the size of the Lanczos basis (the d-sized vectors kept in memory, and
+        the Hessian-vector products of the first cycle), in [r, d] with r the number of
+        eigenvalues returned (k, or 2 k for ``"both"``); with m = r there is no room to restart.
+        Default: ``min(d, max(30, 4 r))``. A larger m converges in fewer products (the extreme
+        eigenvalues' error falls geometrically with the basis size); a smaller one saves memory
+        and restarts more often. ``m = d`` is exact up to rounding.
+      tol: the residual tolerance relative to the largest Ritz value's magnitude, a float >= 0.
+        Default (None): the square root of the dtype's machine epsilon (about 1.5e-8 in float64,
+        3.5e-4 in float32), which puts the converged eigenvalues at rounding level when they are
+        separated. 0 runs every restart.
+      max_restarts: how many thick restarts at most, an int >= 0 (0: plain Lanczos with m
+        steps, the cost and result of earlier versions). It bounds the time, not the memory;
+        the result is returned either way, converged or not.
       batches: instead of ``batch``, several batches (the Hessian of their mean loss).
 
     Returns:
@@ -397,12 +546,15 @@ def hessian_eigenvalues(
       leading axis of the same size (``jax.tree.map(lambda a: a[i], eigenvectors)`` is the i-th).
 
     Raises:
-      ValueError: ``loss_fn`` does not return a scalar; ``k`` or ``num_iterations`` out of range;
-        unknown ``which``.
+      ValueError: ``loss_fn`` does not return a scalar; ``k``, ``num_iterations``, ``tol`` or
+        ``max_restarts`` out of range; unknown ``which``.
 
     PyTorch: PyHessian's ``hessian.eigenvalues`` (power iteration with deflation) and
     hessian-eigenthings' Lanczos (``scipy.sparse.linalg.eigsh`` on Hessian-vector products) give
-    the same numbers for converged eigenvalues.
+    the same numbers for converged eigenvalues. ``scipy.sparse.linalg.eigsh(H, k, ncv=m,
+    maxiter=..., tol=...)`` (ARPACK's implicitly restarted Lanczos) is the closest analogue of
+    ``num_iterations``, ``max_restarts`` and ``tol`` (ARPACK's ``tol`` is relative to each Ritz
+    value, this one to the largest).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxopt_lectures as jl
@@ -417,7 +569,8 @@ def hessian_eigenvalues(
 
     References:
       Lanczos (1950), "An iteration method for the solution of the eigenvalue problem of linear
-      differential and integral operators"; Ghorbani, Krishnan and Xiao (2019), "An
+      differential and integral operators"; Wu and Simon (2000), "Thick-restart Lanczos method
+      for large symmetric eigenvalue problems"; Ghorbani, Krishnan and Xiao (2019), "An
       Investigation into Neural Net Optimization via Hessian Eigenvalue Density".
     """
     d, _dtype = _check_params(params)
@@ -438,12 +591,19 @@ def hessian_eigenvalues(
             f"num_iterations must be in [{wanted}, d = {d}] (at least the number of eigenvalues "
             f"returned, at most the number of parameters), got {m}"
         )
+    if tol is None:
+        tol = float(np.sqrt(np.finfo(_dtype).eps))
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol < np.inf:
+        raise ValueError(f"tol must be a float >= 0 (or None for the default), got {tol!r}")
+    check_int("max_restarts", max_restarts, minimum=0)
     key = _check_key(key)
     mode, data = _data(loss_fn, params, batch, batches)
-    return _eigen(_ByIdentity(loss_fn), mode, params, data, key, k, which, m)
+    return _eigen(
+        _ByIdentity(loss_fn), mode, params, data, key, k, which, m, float(tol), max_restarts
+    )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7))
+@functools.partial(jax.jit, static_argnums=(0, 1, 5, 6, 7, 8, 9))
 def _eigen(
     loss_fn: LossFn,
     mode: str,
@@ -453,12 +613,18 @@ def _eigen(
     k: int,
     which: str,
     m: int,
+    tol: float,
+    max_restarts: int,
 ) -> tuple[jax.Array, Any]:
     objective = functools.partial(_evaluate, loss_fn, mode, data=data)
     flat, unravel, matvec = _flat_operator(objective, params)
     v0 = jax.random.normal(key, flat.shape, flat.dtype)
-    Q, T = _lanczos(matvec, v0, m, jax.random.fold_in(key, 1))
-    theta, S = jnp.linalg.eigh(T)  # ascending Ritz values, columns of S: their vectors in Q's basis
+    top, bottom = np.arange(m - k, m), np.arange(k)
+    wanted = {"largest": top, "smallest": bottom, "both": np.concatenate([top, bottom])}[which]
+    # ascending Ritz values, columns of S: their vectors in Q's basis
+    Q, theta, S, _ = _thick_restart_lanczos(
+        matvec, v0, m, wanted, jax.random.fold_in(key, 1), tol, max_restarts
+    )
     if which == "largest":
         index = jnp.arange(m - 1, m - 1 - k, -1)
     elif which == "smallest":

@@ -141,6 +141,99 @@ def test_largest_smallest_and_float32(float64_problem: Any) -> None:
     np.testing.assert_allclose(low, exact[-2:], rtol=1e-3)
 
 
+def test_thick_restart_converges_a_basis_too_small_for_one_cycle(float64_problem: Any) -> None:
+    """Top-5 and bottom-5 with 12 basis vectors (5 kept + 7 fresh per cycle): one cycle is far
+    off, the restarts converge them to the dense eigenvalues and eigenvectors."""
+    params, batch, H, exact = float64_problem
+
+    def ends(p: Any, key: jax.Array, max_restarts: int) -> Any:
+        return tuple(
+            jl.curvature.hessian_eigenvalues(
+                mlp_loss,
+                p,
+                batch,
+                k=5,
+                which=which,
+                key=key,
+                num_iterations=12,
+                tol=1e-10,
+                max_restarts=max_restarts,
+            )
+            for which in ("largest", "smallest")
+        )
+
+    with enable_x64():
+        run = jax.jit(ends, static_argnums=2)
+        (top, top_vecs), (low, low_vecs) = run(params, jax.random.key(3), 400)
+        (top1, _), (low1, _) = run(params, jax.random.key(3), 0)
+        top, low, top1, low1 = (np.asarray(a) for a in (top, low, top1, low1))
+    # Without restarts 12 steps do not resolve the fifth eigenvalue at either end...
+    assert np.max(np.abs(top1 - exact[:5]) / np.abs(exact[:5])) > 1e-4
+    assert np.max(np.abs(low1 - exact[-5:]) / np.abs(exact[-5:])) > 1e-4
+    # ...with them, the same memory gives the dense eigenvalues.
+    np.testing.assert_allclose(top, exact[:5], rtol=1e-6)
+    np.testing.assert_allclose(low, exact[-5:], rtol=1e-6)
+    for values, vectors in ((top, top_vecs), (low, low_vecs)):
+        U = np.concatenate([np.asarray(a).reshape(5, -1) for a in jax.tree.leaves(vectors)], 1)
+        np.testing.assert_allclose(U @ U.T, np.eye(5), atol=1e-10)
+        residual = np.linalg.norm(U @ H - values[:, None] * U, axis=1)
+        assert np.all(residual < 1e-8 * np.abs(exact[0])), residual
+
+
+def test_thick_restart_both_ends_and_float32(float64_problem: Any) -> None:
+    _, _, _, exact = float64_problem
+    expected = np.concatenate([exact[:3], exact[-3:]])
+    with enable_x64():
+        params, batch = mlp_problem(jnp.float64)
+        both = jax.jit(
+            lambda p, key: jl.curvature.hessian_eigenvalues(
+                mlp_loss,
+                p,
+                batch,
+                k=3,
+                which="both",
+                key=key,
+                num_iterations=10,
+                max_restarts=400,
+            )[0]
+        )(params, jax.random.key(4))
+        both = np.asarray(both)
+    np.testing.assert_allclose(both, expected, rtol=1e-6)
+    params32, batch32 = mlp_problem(jnp.float32)
+    top32 = jax.jit(
+        lambda p, key: jl.curvature.hessian_eigenvalues(
+            mlp_loss, p, batch32, k=3, key=key, num_iterations=8, max_restarts=400
+        )[0]
+    )(params32, jax.random.key(4))
+    assert top32.dtype == jnp.float32
+    np.testing.assert_allclose(top32, exact[:3], rtol=1e-4)
+
+
+def test_lanczos_memory_grows_with_k_not_with_the_number_of_restarts() -> None:
+    """The compiled program's scratch memory: the basis of k + p vectors plus a constant number
+    of parameter-sized buffers, the same for 1 or 1000 restarts."""
+    d, p = 4096, 8
+    vector = 4 * d  # bytes of one float32 parameter vector
+    loss = lambda w, c: 0.5 * jnp.sum(c * w**2)  # noqa: E731
+    w, c = jnp.ones(d), jnp.linspace(-1.0, 2.0, d)
+
+    def temp(k: int, max_restarts: int) -> int:
+        run = jax.jit(
+            lambda w, c, key: jl.curvature.hessian_eigenvalues(
+                loss, w, c, k=k, key=key, num_iterations=k + p, max_restarts=max_restarts
+            )
+        )
+        compiled = run.lower(w, c, jax.random.key(0)).compile()
+        return int(compiled.memory_analysis().temp_size_in_bytes)
+
+    small, small_long, large = temp(2, 1), temp(2, 1000), temp(10, 1)
+    assert abs(small_long - small) < vector // 2, (small, small_long)
+    # 8 more eigenvectors kept, and nothing else grows with k (the restart rotates in place).
+    assert 7.5 * vector <= large - small <= 8.5 * vector, (small, large)
+    for k, size in ((2, small), (10, large)):
+        assert size <= (k + p + 8) * vector, (k, size / vector)
+
+
 def test_lanczos_gives_matfree_tridiagonal_and_survives_an_exhausted_krylov_space() -> None:
     from matfree import decomp
 
@@ -399,6 +492,16 @@ def test_bad_input_gets_a_clear_error() -> None:
             ),
             ValueError,
         ),
+        "tol": (
+            lambda: jl.curvature.hessian_eigenvalues(loss, params, None, k=1, key=key, tol=-1e-3),
+            ValueError,
+        ),
+        "max_restarts": (
+            lambda: jl.curvature.hessian_eigenvalues(
+                loss, params, None, k=1, key=key, max_restarts=-1
+            ),
+            ValueError,
+        ),
         "key": (
             lambda: jl.curvature.hessian_trace(loss, params, None, num_samples=4, key=0),
             TypeError,
@@ -461,6 +564,8 @@ def test_bad_input_gets_a_clear_error() -> None:
     assert "k must be at most" in messages["k > d"]
     assert "d = 9" in messages["k > d"]
     assert "num_iterations" in messages["num_iterations"]
+    assert "tol must be a float >= 0" in messages["tol"]
+    assert "max_restarts must be an int >= 0" in messages["max_restarts"]
     assert "v['w']" in messages["v shape"]
     assert "directions[0]" in messages["direction"]
 
