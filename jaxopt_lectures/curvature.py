@@ -528,7 +528,8 @@ def hessian_eigenvalues(
       num_iterations: m, the size of the Lanczos basis (the d-sized vectors kept in memory, and
         the Hessian-vector products of the first cycle), in [r, d] with r the number of
         eigenvalues returned (k, or 2 k for ``"both"``); with m = r there is no room to restart.
-        Default: ``min(d, max(30, 4 r))``. A larger m converges in fewer products (the extreme
+        Default: ``min(d, max(30, r + 20))``: r eigenvectors and 20 working vectors at most
+        (restarts converge what the first cycle leaves). A larger m converges in fewer products (the extreme
         eigenvalues' error falls geometrically with the basis size); a smaller one saves memory
         and restarts more often. ``m = d`` is exact up to rounding.
       tol: the residual tolerance relative to the largest Ritz value's magnitude, a float >= 0.
@@ -584,7 +585,7 @@ def hessian_eigenvalues(
             + (" divided by 2 for which='both'" if which == "both" else "")
             + f", got k = {k}"
         )
-    m = num_iterations if num_iterations is not None else min(d, max(30, 4 * wanted))
+    m = num_iterations if num_iterations is not None else min(d, max(30, wanted + 20))
     check_int("num_iterations", m)
     if not wanted <= m <= d:
         raise ValueError(
