@@ -9,15 +9,44 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 PROG = "jaxopt-lectures"
 """The command's name, at the start of every error line."""
 
 PLAYGROUND_FILE = "playground.html"
 """The optimizer playground's file name in an output folder (the report links it)."""
+
+
+@contextlib.contextmanager
+def signals_handled(on_signal: Callable[[], None], *, interrupt: bool) -> Iterator[None]:
+    """While the block runs, SIGINT (Ctrl-C) and SIGTERM (``kill``, a batch system's time limit)
+    call ``on_signal()`` and then, with ``interrupt=True``, raise ``KeyboardInterrupt``; with
+    ``interrupt=False`` they only call it (the caller acts on it later, as the run does while a
+    record is committed). ``on_signal`` is how a signal is never lost: Python drops an exception
+    raised while a finalizer or a callback runs (it prints "Exception ignored in ..."). The
+    previous handlers are restored afterwards. Only the main thread can install handlers;
+    elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        on_signal()
+        if interrupt:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def usable_cores() -> int:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from jaxopt_lectures._app_common import PLAYGROUND_FILE, PROG, compilation_cache
+from jaxopt_lectures._app_common import PLAYGROUND_FILE, PROG, compilation_cache, signals_handled
 
 if TYPE_CHECKING:
     from jaxopt_lectures.experiments.api import Experiment
@@ -181,29 +180,6 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _interrupts(noted: list[int]) -> Iterator[None]:
-    """While the block runs, SIGINT (Ctrl-C) and SIGTERM (``kill``, a batch system's time limit)
-    raise ``KeyboardInterrupt`` and are noted in ``noted``: Python drops an exception raised
-    while a finalizer or a callback runs (it prints "Exception ignored in ..."), and the note
-    still makes the exit code 130. The previous handlers are restored afterwards. Only the main
-    thread can install handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        noted.append(signum)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _list(apps: Apps) -> int:
     experiments = apps.registry()
     width = max(map(len, experiments))
@@ -275,9 +251,11 @@ def main(argv: Sequence[str] | None = None, *, apps: Apps | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run", *argv]
-    noted: list[int] = []
+    noted: list[bool] = []
     try:
-        with _interrupts(noted):
+        # SIGINT and SIGTERM raise KeyboardInterrupt and are noted: an interrupt that Python drops
+        # (raised inside a finalizer) still makes the exit code 130.
+        with signals_handled(lambda: noted.append(True), interrupt=True):
             args = _parser().parse_args(argv)
             if args.command == "list":
                 code = _list(apps)

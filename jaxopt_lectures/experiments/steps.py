@@ -10,12 +10,11 @@ no record is ever half drawn or half committed). The run session
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from jaxopt_lectures._app_common import signals_handled
 from jaxopt_lectures.experiments.ahead import Ahead
 from jaxopt_lectures.experiments.api import Config, Experiment
 from jaxopt_lectures.experiments.record import Json, RunKey, RunRecord
@@ -70,6 +69,10 @@ class Steps:
         self.configs[name] = config
         return compute_experiment(experiment, config, self.run.key.seed)
 
+    def note_interrupt(self) -> None:
+        """Stop the run at the next experiment (SIGINT or SIGTERM came)."""
+        self.pending_interrupt = True
+
     def finish(self, name: str) -> RunRecord:
         """Wait for ``name``'s compute, draw its figures into a staging folder and commit its
         record (good or failed) with the reports; an interrupt that comes while the record is
@@ -84,7 +87,9 @@ class Steps:
             self.ahead.cancel()
             computed = self.ahead.result(name)
             self.pending_interrupt = True  # finished computing: keep it, stop after it
-        with _interrupts_held(self):
+        # An interrupt while the record is drawn and committed only sets the flag: raised at the
+        # next experiment, so no record is ever half drawn or half committed.
+        with signals_handled(self.note_interrupt, interrupt=False):
             return self._commit(name, computed)
 
     def _commit(self, name: str, computed: Any) -> RunRecord:
@@ -105,43 +110,8 @@ class Steps:
             return run.store.commit(record, staged, run.render)
 
 
-@contextlib.contextmanager
-def _interrupts_held(steps: Steps) -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM only set ``steps.pending_interrupt`` (raised at
-    the next experiment), so that a record is never half drawn or half committed. Only the main
-    thread can install handlers; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def hold(signum: int, frame: Any) -> None:
-        steps.pending_interrupt = True
-
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def interrupts_noted(steps: Steps) -> Iterator[None]:
+def interrupts_noted(steps: Steps) -> contextlib.AbstractContextManager[None]:
     """While the block runs, SIGINT and SIGTERM set ``steps.pending_interrupt`` and raise
-    ``KeyboardInterrupt``. Python drops an exception raised while a finalizer or a callback runs
-    (it prints "Exception ignored in ..."); the flag still stops the run at the next experiment.
-    Only the main thread can install handlers; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        steps.pending_interrupt = True
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    ``KeyboardInterrupt``; an interrupt Python drops (inside a finalizer) still stops the run at
+    the next experiment through the flag."""
+    return signals_handled(steps.note_interrupt, interrupt=True)
