@@ -44,7 +44,7 @@ INTRO = ROOT / "benchmarks" / "performance_intro.md"  # hand-written, included v
 PAGE: dict[str, list[str]] = {
     "optimizers-mof": ["Step time: multi-output fusion and jl.one_loop", "Loops and compile time"],
     "mainjob": ["Main job wall time"],
-    "curvature": ["Time of one call (compile excluded)"],
+    "curvature": ["Time of one call (compile excluded)", "Scratch memory of the compiled program"],
 }
 
 
