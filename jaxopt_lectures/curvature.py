@@ -58,6 +58,7 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from jaxopt_lectures._checks import check_int
+from jaxopt_lectures._linalg import eigh
 from jaxopt_lectures.diagnostics import per_layer_grad_norms
 
 __all__ = [
@@ -436,7 +437,7 @@ def _thick_restart_lanczos(
 
     def ritz(state: State) -> tuple[jax.Array, jax.Array, jax.Array]:
         _, alphas, betas, arrow, _, _ = state
-        theta, S = jnp.linalg.eigh(project(alphas, betas, arrow))
+        theta, S = eigh(project(alphas, betas, arrow))  # _linalg: safe beside other programs
         residual = jnp.abs(betas[m - 1] * S[m - 1, wanted])
         done = jnp.all(residual <= tol * jnp.max(jnp.abs(theta)))
         return theta, S, done
@@ -529,9 +530,9 @@ def hessian_eigenvalues(
         the Hessian-vector products of the first cycle), in [r, d] with r the number of
         eigenvalues returned (k, or 2 k for ``"both"``); with m = r there is no room to restart.
         Default: ``min(d, max(30, r + 20))``: r eigenvectors and 20 working vectors at most
-        (restarts converge what the first cycle leaves). A larger m converges in fewer products (the extreme
-        eigenvalues' error falls geometrically with the basis size); a smaller one saves memory
-        and restarts more often. ``m = d`` is exact up to rounding.
+        (restarts converge what the first cycle leaves). A larger m converges in fewer products
+        (the extreme eigenvalues' error falls geometrically with the basis size); a smaller one
+        saves memory and restarts more often. ``m = d`` is exact up to rounding.
       tol: the residual tolerance relative to the largest Ritz value's magnitude, a float >= 0.
         Default (None): the square root of the dtype's machine epsilon (about 1.5e-8 in float64,
         3.5e-4 in float32), which puts the converged eigenvalues at rounding level when they are
@@ -870,7 +871,7 @@ def _spectrum(
     def quadrature(k: jax.Array) -> tuple[jax.Array, jax.Array]:
         z = jax.random.rademacher(k, flat.shape, flat.dtype)
         _, T = _lanczos(matvec, z, m, jax.random.fold_in(k, 1))
-        theta, S = jnp.linalg.eigh(T)
+        theta, S = eigh(T)
         return theta, S[0, :] ** 2  # Gauss quadrature: nodes and weights
 
     nodes, weights = _probe_map(quadrature, jax.random.split(key, n), batch_size)

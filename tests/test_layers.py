@@ -33,6 +33,7 @@ PLACES: tuple[tuple[str, int], ...] = (
     ("jaxopt_lectures.problems", CORE),
     ("jaxopt_lectures._checks", CORE),
     ("jaxopt_lectures._tree", CORE),
+    ("jaxopt_lectures._linalg", CORE),
     ("jaxopt_lectures.parallel", SCALE_OUT),
     ("jaxopt_lectures.distributed", SCALE_OUT),
     ("jaxopt_lectures.checkpoint", SCALE_OUT),
