@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from jaxopt_lectures._app_common import signals_handled
@@ -110,8 +110,10 @@ class Steps:
             return run.store.commit(record, staged, run.render)
 
 
-def interrupts_noted(steps: Steps) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def interrupts_noted(steps: Steps) -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM set ``steps.pending_interrupt`` and raise
     ``KeyboardInterrupt``; an interrupt Python drops (inside a finalizer) still stops the run at
     the next experiment through the flag."""
-    return signals_handled(steps.note_interrupt, interrupt=True)
+    with signals_handled(steps.note_interrupt, interrupt=True):
+        yield
